@@ -1,0 +1,303 @@
+"""Command line: `python -m fer_core {info,train,evaluate,predict,export,download}`.
+
+Bad input gives one clear line on stderr and exit status 1, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from pathlib import Path
+
+from fer_core.errors import FerError
+from fer_core.train import Callback
+
+
+def _add_data(p: argparse.ArgumentParser, required: bool = True) -> None:
+    p.add_argument("--data", required=required,
+                   help="fer2013.csv(.gz), the Kaggle archive .zip, or its extracted folder")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from fer_core.augment import TTA_MODES
+    from fer_core.data import SPLIT_CHOICES
+    from fer_core.models import ARCHITECTURES
+    from fer_core.recipes import RECIPES
+    from fer_core.train import OPTIMIZERS, SCHEDULERS
+
+    parser = argparse.ArgumentParser(prog="python -m fer_core", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("info", help="dataset counts, imbalance, weights, duplicates, blank images")
+    _add_data(p)
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+    p = sub.add_parser("train", help="train a model and write a checkpoint")
+    _add_data(p)
+    p.add_argument("--recipe", default="cpu_default", choices=sorted(RECIPES),
+                   help="named recipe (architecture + settings); flags below override it")
+    p.add_argument("--arch", choices=sorted(ARCHITECTURES), help="architecture (overrides recipe)")
+    p.add_argument("--width", type=int, help="channel width for architectures that take one")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--weight-decay", type=float)
+    p.add_argument("--optimizer", choices=OPTIMIZERS)
+    p.add_argument("--scheduler", choices=SCHEDULERS)
+    p.add_argument("--label-smoothing", type=float)
+    p.add_argument("--mixup", type=float, dest="mixup_alpha")
+    p.add_argument("--cutmix", type=float, dest="cutmix_alpha")
+    p.add_argument("--ema", type=float, dest="ema_decay")
+    p.add_argument("--early-stopping", type=int)
+    p.add_argument("--class-weighting", choices=("none", "inverse", "effective"))
+    p.add_argument("--val", default="public_test",
+                   help="validation: public_test (default) or a fraction of train, e.g. 0.1")
+    p.add_argument("--limit", type=int, help="train on a stratified subset of N images")
+    p.add_argument("--out", default="runs", help="folder for run folders (default: runs)")
+    p.add_argument("--run-dir", help="exact run folder (resumes if it holds a run)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, mps")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--compile", action="store_true", help="torch.compile the model (CUDA)")
+    p.add_argument("--half", action="store_true", help="store the final checkpoint in fp16")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    p = sub.add_parser("evaluate", help="accuracy, macro-F1, per-class report, confusion matrix")
+    p.add_argument("--checkpoint", help="checkpoint file (default: the shipped model)")
+    _add_data(p)
+    p.add_argument("--split", default="public_test", choices=SPLIT_CHOICES)
+    p.add_argument("--tta", dest="tta", action="store_const", const="crops",
+                   help="ten-view test-time augmentation (shifts and flips)")
+    p.add_argument("--no-tta", dest="tta", action="store_const", const="none",
+                   help="no test-time augmentation")
+    p.add_argument("--tta-mode", dest="tta", choices=TTA_MODES, help="explicit TTA mode")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--max-mistakes", type=int, default=50, help="mistakes listed in --json")
+
+    p = sub.add_parser("predict", help="detect faces in images and predict their emotions")
+    p.add_argument("images", nargs="+", help="image files (JPEG, PNG, WebP, BMP, TIFF, ...)")
+    p.add_argument("--checkpoint", help="checkpoint file (default: the shipped model)")
+    p.add_argument("--no-detect", action="store_true", help="treat each image as one face crop")
+    p.add_argument("--tta-mode", dest="tta", choices=TTA_MODES, help="test-time views")
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+
+    p = sub.add_parser("export", help="export a checkpoint to TorchScript or ONNX")
+    p.add_argument("--checkpoint", help="checkpoint file (default: the shipped model)")
+    p.add_argument("--format", default="torchscript", choices=("torchscript", "onnx"))
+    p.add_argument("--out", required=True)
+
+    p = sub.add_parser("download", help="download FER2013 from Kaggle (needs kagglehub + login)")
+    p.add_argument("--dataset", default="msambare/fer2013")
+    return parser
+
+
+# ----------------------------------------------------------------------------- commands
+
+
+def cmd_info(args) -> int:
+    from fer_core.data import load_dataset
+    from fer_core.report import build_report
+
+    report = build_report(load_dataset(args.data))
+    out = report.to_dict()
+    out["splits"] = out.pop("counts")
+    if args.json:
+        print(json.dumps(out))
+        return 0
+    print(f"{report.source}: {report.n_images} images")
+    for split, counts in report.counts.items():
+        total = sum(counts.values())
+        parts = ", ".join(f"{c} {n}" for c, n in counts.items())
+        print(f"  {split:<14} {total:>6}  ({parts})")
+    print(f"imbalance ratio (train, largest/smallest): {report.imbalance_ratio:.2f}")
+    for scheme, weights in report.class_weights.items():
+        print(f"class weights ({scheme}): " + ", ".join(f"{c} {w:.2f}" for c, w in weights.items()))
+    print(f"exact duplicates within splits: {report.duplicates_within}")
+    print(f"exact duplicates across splits: {report.duplicates_across}")
+    print(f"duplicate groups with conflicting labels: {report.conflicting_duplicate_groups}")
+    print(f"blank images: {report.blank_by_split}")
+    return 0
+
+
+class _ProgressBar(Callback):
+    """A tqdm bar per epoch, fed by the trainer's typed callbacks."""
+
+    def __init__(self) -> None:
+        from tqdm import tqdm
+
+        self._tqdm = tqdm
+        self.bar = None
+
+    def on_batch_end(self, trainer, progress) -> None:
+        if self.bar is None:
+            self.bar = self._tqdm(total=progress.batches, desc=f"epoch {progress.epoch}/"
+                                  f"{progress.epochs}", file=sys.stderr, leave=False)  # fmt: skip
+        self.bar.update(1)
+        self.bar.set_postfix(loss=f"{progress.loss:.3f}", eta=f"{progress.eta_s / 60:.1f}m")
+
+    def on_epoch_end(self, trainer, m) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+        star = " *" if m.is_best else ""
+        print(f"epoch {m.epoch:>3}  train loss {m.train_loss:.4f} acc {m.train_acc:.4f}  "
+              f"val loss {m.val_loss:.4f} acc {m.val_acc:.4f} f1 {m.val_macro_f1:.4f}  "
+              f"lr {m.lr:.2e}  {m.seconds:.1f}s{star}", file=sys.stderr, flush=True)  # fmt: skip
+
+    def on_train_end(self, trainer, result) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def cmd_train(args) -> int:
+    from dataclasses import replace
+
+    from fer_core.data import load_dataset
+    from fer_core.recipes import get_recipe, with_overrides
+    from fer_core.runs import BEST_FILE, DataSelection, new_run_dir, train_run
+
+    recipe = with_overrides(
+        get_recipe(args.recipe),
+        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+        weight_decay=args.weight_decay, optimizer=args.optimizer, scheduler=args.scheduler,
+        label_smoothing=args.label_smoothing, mixup_alpha=args.mixup_alpha,
+        cutmix_alpha=args.cutmix_alpha, ema_decay=args.ema_decay,
+        early_stopping=args.early_stopping, seed=args.seed, device=args.device,
+        compile=args.compile or None,
+    )  # fmt: skip
+    if args.arch:
+        recipe = replace(recipe, arch=args.arch)
+    if args.class_weighting:
+        recipe = replace(recipe, class_weighting=args.class_weighting)
+    arch_kwargs = {"width": args.width} if args.width else {}
+    data = load_dataset(args.data)
+    try:
+        val: str | float = float(args.val)
+    except ValueError:
+        val = args.val
+    run_dir = Path(args.run_dir) if args.run_dir else new_run_dir(args.out, recipe.arch)
+    command = "python -m fer_core " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    progress = [] if args.quiet else [_ProgressBar()]
+    try:
+        best, result = train_run(
+            data, recipe, run_dir, DataSelection(val=val, limit=args.limit, seed=args.seed),
+            callbacks=progress, arch_kwargs=arch_kwargs, command=command,
+        )  # fmt: skip
+    except ValueError as exc:
+        raise FerError(str(exc)) from None
+    if args.half and best.exists():
+        _rewrite_half(best)
+    print(f"best epoch {result.best_epoch}: {result.best_metric:.4f} "
+          f"({recipe.config.monitor}), {result.seconds:.0f}s", file=sys.stderr)  # fmt: skip
+    print(run_dir / BEST_FILE)
+    return 0
+
+
+def _rewrite_half(path: Path) -> None:
+    from fer_core.checkpoint import load_checkpoint, save_checkpoint
+
+    c = load_checkpoint(path)
+    save_checkpoint(path, c.model, c.arch, c.arch_kwargs, mean=c.mean, std=c.std,
+                    classes=c.classes, input_size=c.input_size, train_config=c.train_config,
+                    history=c.history, metrics=c.metrics, extra=c.extra, half=True)  # fmt: skip
+
+
+def cmd_evaluate(args) -> int:
+    from fer_core.checkpoint import load_checkpoint
+    from fer_core.data import load_dataset
+    from fer_core.evaluate import evaluate_checkpoint
+    from fer_core.predict import DEFAULT_TTA
+
+    ckpt = load_checkpoint(args.checkpoint)
+    data = load_dataset(args.data)
+    if not data.split_mask(args.split).any():
+        raise FerError(f"the dataset has no {args.split} split "
+                       f"(it has: {', '.join(data.available_splits())})")  # fmt: skip
+    result, _ = evaluate_checkpoint(ckpt, data, args.split, tta=args.tta or DEFAULT_TTA,
+                                    device=args.device)  # fmt: skip
+    if args.json:
+        print(result.to_json(max_mistakes=args.max_mistakes))
+        return 0
+    print(f"{ckpt.name} on {args.split} ({result.n} images, TTA {result.tta})")
+    print(f"accuracy {result.accuracy:.4f}   macro-F1 {result.macro_f1:.4f}")
+    print(f"{'class':<10}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>10}")
+    for c, m in result.per_class.items():
+        print(f"{c:<10}{m['precision']:>10.3f}{m['recall']:>10.3f}{m['f1']:>10.3f}"
+              f"{m['support']:>10}")  # fmt: skip
+    print("confusion matrix (rows true, columns predicted):")
+    print(" " * 10 + "".join(f"{c[:7]:>8}" for c in result.classes))
+    for c, row in zip(result.classes, result.confusion_matrix):
+        print(f"{c:<10}" + "".join(f"{v:>8}" for v in row))
+    return 0
+
+
+def cmd_predict(args) -> int:
+    from fer_core.predict import Predictor
+
+    predictor = Predictor.from_checkpoint(args.checkpoint, tta=args.tta)
+    failed = 0
+    for image in args.images:
+        try:
+            faces = predictor.predict_path(image, detect=not args.no_detect)
+            record = {"image": image, "faces": [f.to_dict() for f in faces]}
+        except FerError as exc:
+            failed += 1
+            record = {"image": image, "error": str(exc)}
+        if args.json:
+            print(json.dumps(record), flush=True)
+        elif "error" in record:
+            print(f"{image}: error: {record['error']}", file=sys.stderr)
+        elif not record["faces"]:
+            print(f"{image}: no face found (try --no-detect for a face crop)")
+        else:
+            for i, face in enumerate(record["faces"]):
+                top = sorted(face["probs"].items(), key=lambda kv: -kv[1])[:3]
+                probs = ", ".join(f"{c} {p:.2f}" for c, p in top)
+                print(f"{image}: face {i + 1} at {face['box']}: {face['label']} ({probs})")
+    return 1 if failed == len(args.images) else 0
+
+
+def cmd_export(args) -> int:
+    from fer_core.checkpoint import export, load_checkpoint
+
+    out = export(load_checkpoint(args.checkpoint), args.out, args.format)
+    print(out)
+    return 0
+
+
+def cmd_download(args) -> int:
+    from fer_core.data import download_kaggle
+
+    print(download_kaggle(args.dataset))
+    return 0
+
+
+COMMANDS = {
+    "info": cmd_info,
+    "train": cmd_train,
+    "evaluate": cmd_evaluate,
+    "predict": cmd_predict,
+    "export": cmd_export,
+    "download": cmd_download,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except FerError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # output piped into `head` and the like
+        sys.stderr.close()
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

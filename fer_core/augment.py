@@ -1,0 +1,209 @@
+"""Batched augmentation on the training device, and test-time augmentation views.
+
+All geometric transforms (flip, rotation, scale, translation, random resized crop) are composed
+into one affine matrix per image and applied with a single `grid_sample` call, so a whole batch is
+augmented by a handful of kernels on the GPU instead of per-image PIL calls on the CPU.
+Inputs are float images in [0, 1], shape (B, 1, H, W).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    hflip: float = 0.5  # probability
+    rotation: float = 10.0  # degrees, uniform in [-r, r]
+    translate: float = 0.1  # fraction of the image, uniform in [-t, t] on each axis
+    scale: tuple[float, float] = (1.0, 1.0)  # zoom factor range (>1 zooms in)
+    crop_scale: tuple[float, float] = (1.0, 1.0)  # random resized crop: area fraction kept
+    crop_ratio: tuple[float, float] = (1.0, 1.0)  # random resized crop: aspect range
+    brightness: float = 0.0  # additive, uniform in [-b, b]
+    contrast: float = 0.0  # multiplicative around the mean, uniform in [1-c, 1+c]
+    noise: float = 0.0  # Gaussian noise standard deviation
+    erasing: float = 0.0  # probability of random erasing
+    erasing_area: tuple[float, float] = (0.02, 0.25)
+
+    @staticmethod
+    def none() -> AugmentConfig:
+        return AugmentConfig(hflip=0.0, rotation=0.0, translate=0.0)
+
+    @staticmethod
+    def strong() -> AugmentConfig:
+        """The recipe of our shipped model."""
+        return AugmentConfig(
+            hflip=0.5,
+            rotation=15.0,
+            translate=0.1,
+            scale=(0.9, 1.15),
+            crop_scale=(0.8, 1.0),
+            crop_ratio=(0.9, 1.1),
+            brightness=0.2,
+            contrast=0.3,
+            noise=0.0,
+            erasing=0.5,
+        )
+
+
+def _uniform(n: int, low: float, high: float, g: torch.Generator, device) -> torch.Tensor:
+    return torch.rand(n, generator=g, device=device) * (high - low) + low
+
+
+def _affine_theta(cfg: AugmentConfig, n: int, g: torch.Generator, device) -> torch.Tensor:
+    """(n, 2, 3) matrices mapping output coordinates to input coordinates (grid_sample's view)."""
+    angle = _uniform(n, -cfg.rotation, cfg.rotation, g, device) * (math.pi / 180.0)
+    zoom = _uniform(n, cfg.scale[0], cfg.scale[1], g, device)
+    # Random resized crop: a window of `area` of the image with aspect `ratio`, i.e. a zoom of
+    # 1/sqrt(area) with anisotropy sqrt(ratio).
+    area = _uniform(n, cfg.crop_scale[0], cfg.crop_scale[1], g, device)
+    log_ratio = _uniform(
+        n, math.log(cfg.crop_ratio[0]), math.log(cfg.crop_ratio[1]), g, device
+    )
+    ratio = torch.exp(log_ratio)
+    sx = torch.sqrt(area * ratio) / zoom  # fraction of the input seen along x
+    sy = torch.sqrt(area / ratio) / zoom
+    flip = torch.where(torch.rand(n, generator=g, device=device) < cfg.hflip, -1.0, 1.0)
+    # Translation: the crop window may move within what is left, plus the translate jitter.
+    tx = _uniform(n, -cfg.translate, cfg.translate, g, device) * 2 + (1 - sx).clamp(min=0) * (
+        torch.rand(n, generator=g, device=device) * 2 - 1
+    )
+    ty = _uniform(n, -cfg.translate, cfg.translate, g, device) * 2 + (1 - sy).clamp(min=0) * (
+        torch.rand(n, generator=g, device=device) * 2 - 1
+    )
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    theta = torch.stack(
+        [
+            torch.stack([cos * sx * flip, -sin * sy, tx], dim=1),
+            torch.stack([sin * sx * flip, cos * sy, ty], dim=1),
+        ],
+        dim=1,
+    )
+    return theta
+
+
+def _is_identity_geometry(cfg: AugmentConfig) -> bool:
+    return (
+        cfg.rotation == 0
+        and cfg.translate == 0
+        and cfg.scale == (1.0, 1.0)
+        and cfg.crop_scale == (1.0, 1.0)
+        and cfg.crop_ratio == (1.0, 1.0)
+    )
+
+
+def augment_batch(x: torch.Tensor, cfg: AugmentConfig, g: torch.Generator) -> torch.Tensor:
+    """Augment a batch (B, 1, H, W) of [0, 1] floats; `g` lives on x's device (repeatable runs)."""
+    n, device = x.shape[0], x.device
+    if _is_identity_geometry(cfg):
+        if cfg.hflip > 0:
+            flip = torch.rand(n, generator=g, device=device) < cfg.hflip
+            x = torch.where(flip[:, None, None, None], x.flip(-1), x)
+    else:
+        theta = _affine_theta(cfg, n, g, device).to(x.dtype)
+        grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+        x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    if cfg.contrast > 0:
+        c = _uniform(n, 1 - cfg.contrast, 1 + cfg.contrast, g, device).view(n, 1, 1, 1)
+        mean = x.mean(dim=(1, 2, 3), keepdim=True)
+        x = (x - mean) * c + mean
+    if cfg.brightness > 0:
+        x = x + _uniform(n, -cfg.brightness, cfg.brightness, g, device).view(n, 1, 1, 1)
+    if cfg.noise > 0:
+        x = x + torch.randn(x.shape, generator=g, device=device, dtype=x.dtype) * cfg.noise
+    x = x.clamp(0.0, 1.0)
+    if cfg.erasing > 0:
+        x = random_erasing(x, cfg.erasing, cfg.erasing_area, g)
+    return x
+
+
+def random_erasing(
+    x: torch.Tensor, p: float, area: tuple[float, float], g: torch.Generator
+) -> torch.Tensor:
+    """Replace one random rectangle per chosen image with uniform noise (Zhong et al. 2017)."""
+    n, _, h, w = x.shape
+    device = x.device
+    frac = _uniform(n, area[0], area[1], g, device)
+    aspect = torch.exp(_uniform(n, math.log(0.3), math.log(3.3), g, device))
+    eh = (torch.sqrt(frac * aspect) * h).clamp(1, h)
+    ew = (torch.sqrt(frac / aspect) * w).clamp(1, w)
+    top = torch.rand(n, generator=g, device=device) * (h - eh)
+    left = torch.rand(n, generator=g, device=device) * (w - ew)
+    rows = torch.arange(h, device=device).view(1, h, 1)
+    cols = torch.arange(w, device=device).view(1, 1, w)
+    inside = (
+        (rows >= top.view(n, 1, 1))
+        & (rows < (top + eh).view(n, 1, 1))
+        & (cols >= left.view(n, 1, 1))
+        & (cols < (left + ew).view(n, 1, 1))
+    )
+    chosen = (torch.rand(n, generator=g, device=device) < p).view(n, 1, 1)
+    mask = (inside & chosen).unsqueeze(1)  # (B, 1, H, W)
+    noise = torch.rand(x.shape, generator=g, device=device, dtype=x.dtype)
+    return torch.where(mask, noise, x)
+
+
+def mix_batch(
+    x: torch.Tensor,
+    targets: torch.Tensor,
+    mixup_alpha: float,
+    cutmix_alpha: float,
+    g: torch.Generator,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mixup or CutMix (one or the other per batch, chosen at random when both are on).
+
+    targets are (B, K) probabilities; returns the mixed images and mixed targets.
+    """
+    n, _, h, w = x.shape
+    device = x.device
+    perm = torch.randperm(n, generator=g, device=device)
+    use_cutmix = cutmix_alpha > 0 and (
+        mixup_alpha <= 0 or torch.rand(1, generator=g, device=device).item() < 0.5
+    )
+    alpha = cutmix_alpha if use_cutmix else mixup_alpha
+    # One Beta(alpha, alpha) draw for the batch, via two Gamma draws (seeded, on device).
+    ga = torch._standard_gamma(torch.full((2,), alpha, device=device), generator=g)
+    lam = (ga[0] / ga.sum()).item()
+    if use_cutmix:
+        cut = math.sqrt(1 - lam)
+        ch, cw = int(h * cut), int(w * cut)
+        cy = int(torch.randint(h, (1,), generator=g, device=device).item())
+        cx = int(torch.randint(w, (1,), generator=g, device=device).item())
+        y0, y1 = max(cy - ch // 2, 0), min(cy + ch // 2, h)
+        x0, x1 = max(cx - cw // 2, 0), min(cx + cw // 2, w)
+        x = x.clone()
+        x[:, :, y0:y1, x0:x1] = x[perm, :, y0:y1, x0:x1]
+        lam = 1 - (y1 - y0) * (x1 - x0) / (h * w)
+    else:
+        x = lam * x + (1 - lam) * x[perm]
+    return x, lam * targets + (1 - lam) * targets[perm]
+
+
+# ----------------------------------------------------------------------------- test time
+
+TTA_MODES: tuple[str, ...] = ("none", "flip", "crops")
+
+
+def tta_views(x: torch.Tensor, mode: str) -> torch.Tensor:
+    """Stack test-time views of a batch: (V, B, 1, H, W).
+
+    none: the image. flip: image and mirror. crops: ten-crop style, the image and four 2-pixel
+    shifts (up, down, left, right, padded with the border) and the mirror of each.
+    """
+    if mode == "none":
+        return x.unsqueeze(0)
+    if mode == "flip":
+        return torch.stack([x, x.flip(-1)])
+    if mode == "crops":
+        s = 2
+        padded = F.pad(x, (s, s, s, s), mode="replicate")
+        h, w = x.shape[-2:]
+        shifts = [(s, s), (0, s), (2 * s, s), (s, 0), (s, 2 * s)]
+        views = [padded[..., dy : dy + h, dx : dx + w] for dy, dx in shifts]
+        views += [v.flip(-1) for v in views]
+        return torch.stack(views)
+    raise ValueError(f"unknown TTA mode {mode!r}: choose one of {', '.join(TTA_MODES)}")

@@ -1,0 +1,237 @@
+"""Self-describing checkpoints: weights + architecture + class order + preprocessing + metrics.
+
+One file rebuilds the model and says how to feed it. Files are loaded with `weights_only=True`, so a
+checkpoint can never run code, and written atomically (temp file + rename), so a crash mid-write
+leaves the previous file intact.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from fer_core.errors import CheckpointError
+from fer_core.labels import CLASSES
+from fer_core.models import ARCHITECTURES, FerNet, build_model, count_parameters
+
+FORMAT = "fer_core.checkpoint"
+FORMAT_VERSION = 1
+REPO_ROOT = Path(__file__).resolve().parent.parent
+CHECKPOINT_DIR = REPO_ROOT / "checkpoints"
+DEFAULT_CHECKPOINT = CHECKPOINT_DIR / "fer_resnet.pt"
+_REQUIRED = ("format", "format_version", "arch", "arch_kwargs", "state_dict", "classes")
+
+
+@dataclass
+class Checkpoint:
+    """A loaded checkpoint: the model in eval mode plus everything recorded about it."""
+
+    model: FerNet
+    arch: str
+    arch_kwargs: dict
+    classes: tuple[str, ...]
+    input_size: int
+    mean: float
+    std: float
+    train_config: dict = field(default_factory=dict)
+    history: list[dict] = field(default_factory=list)
+    metrics: dict = field(default_factory=dict)
+    extra: dict = field(default_factory=dict)
+    path: Path | None = None
+
+    @property
+    def num_parameters(self) -> int:
+        return count_parameters(self.model)
+
+    @property
+    def name(self) -> str:
+        return self.path.stem if self.path else self.arch
+
+
+def save_checkpoint(
+    path: str | os.PathLike,
+    model: nn.Module,
+    arch: str,
+    arch_kwargs: dict | None = None,
+    *,
+    mean: float,
+    std: float,
+    classes: tuple[str, ...] = CLASSES,
+    input_size: int = 48,
+    train_config: dict | None = None,
+    history: list[dict] | None = None,
+    metrics: dict | None = None,
+    extra: dict | None = None,
+    half: bool = False,
+) -> Path:
+    """Write a checkpoint atomically. half=True stores float weights as fp16 (half the size)."""
+    model = getattr(model, "_orig_mod", model)
+    state = {
+        k: (v.detach().half() if half and v.is_floating_point() else v.detach()).cpu().clone()
+        for k, v in model.state_dict().items()
+    }
+    payload = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "arch": arch,
+        "arch_kwargs": dict(arch_kwargs or {}),
+        "state_dict": state,
+        "classes": list(classes),
+        "input_size": int(input_size),
+        "mean": float(mean),
+        "std": float(std),
+        "train_config": train_config or {},
+        "history": history or [],
+        "metrics": metrics or {},
+        "extra": extra or {},
+    }
+    return atomic_torch_save(payload, path)
+
+
+def atomic_torch_save(obj, path: str | os.PathLike) -> Path:
+    """torch.save to a temp file in the same folder, fsync, then rename over the target."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            torch.save(obj, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def safe_torch_load(path: str | os.PathLike) -> dict:
+    """torch.load with weights_only=True and friendly errors for every way a file can be wrong."""
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    if path.is_dir():
+        raise CheckpointError(f"{path} is a folder, not a checkpoint file")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise CheckpointError(
+            f"{path.name}: refused to load: it contains objects other than tensors and plain "
+            f"data, which could run code ({first[:160]})"
+        ) from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise CheckpointError(
+            f"{path.name}: not a readable PyTorch checkpoint (truncated or corrupt: "
+            f"{str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__})"
+        ) from None
+    if not isinstance(obj, dict):
+        raise CheckpointError(f"{path.name}: not a fer_core checkpoint (top level is not a dict)")
+    return obj
+
+
+def load_checkpoint(path: str | os.PathLike | None = None, device: str = "cpu") -> Checkpoint:
+    """Load a checkpoint (default: the shipped model) and rebuild its model in eval mode."""
+    path = Path(path) if path is not None else DEFAULT_CHECKPOINT
+    if path == DEFAULT_CHECKPOINT and not path.exists():
+        raise CheckpointError(
+            f"no shipped model at {path}; train one with `python -m fer_core train` "
+            "and pass --checkpoint"
+        )
+    raw = safe_torch_load(path)
+    if raw.get("format") != FORMAT:
+        raise CheckpointError(
+            f"{path.name}: not a fer_core checkpoint (a bare state_dict or another tool's file)"
+        )
+    missing = [key for key in _REQUIRED if key not in raw]
+    if missing:
+        raise CheckpointError(f"{path.name}: incomplete checkpoint, missing {', '.join(missing)}")
+    version = raw["format_version"]
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path.name}: written by a newer fer_core (format {version}, this one reads up to "
+            f"{FORMAT_VERSION}); upgrade fer_core"
+        )
+    arch = raw["arch"]
+    if arch not in ARCHITECTURES:
+        raise CheckpointError(f"{path.name}: unknown architecture {arch!r}")
+    classes = tuple(raw["classes"])
+    try:
+        model = build_model(arch, num_classes=len(classes), **raw["arch_kwargs"])
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"{path.name}: cannot build {arch} ({exc})") from None
+    state = {
+        k: v.float() if torch.is_tensor(v) and v.is_floating_point() else v
+        for k, v in raw["state_dict"].items()
+    }
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[0]
+        raise CheckpointError(
+            f"{path.name}: weights do not fit architecture {arch} ({first[:200]})"
+        ) from None
+    model.to(device).eval()
+    return Checkpoint(
+        model=model,
+        arch=arch,
+        arch_kwargs=dict(raw["arch_kwargs"]),
+        classes=classes,
+        input_size=int(raw.get("input_size", 48)),
+        mean=float(raw.get("mean", 0.5)),
+        std=float(raw.get("std", 0.25)),
+        train_config=dict(raw.get("train_config", {})),
+        history=list(raw.get("history", [])),
+        metrics=dict(raw.get("metrics", {})),
+        extra=dict(raw.get("extra", {})),
+        path=path,
+    )
+
+
+class _Exported(nn.Module):
+    """What an export holds: uint8-range grayscale (B, 1, 48, 48) in, probabilities out."""
+
+    def __init__(self, model: nn.Module, mean: float, std: float) -> None:
+        super().__init__()
+        self.model = model
+        self.mean = mean
+        self.std = std
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = (x / 255.0 - self.mean) / self.std
+        return self.model(x).softmax(-1)
+
+
+def export(ckpt: Checkpoint, out: str | os.PathLike, fmt: str = "torchscript") -> Path:
+    """Export to TorchScript (or ONNX when the onnx package is installed).
+
+    The exported module takes (B, 1, 48, 48) floats in 0..255 and returns class probabilities in
+    the order of `ckpt.classes` (stored in the file as well).
+    """
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    wrapper = _Exported(ckpt.model.cpu().eval(), ckpt.mean, ckpt.std).eval()
+    example = torch.zeros(1, 1, ckpt.input_size, ckpt.input_size)
+    if fmt == "torchscript":
+        with torch.no_grad():
+            traced = torch.jit.trace(wrapper, example)
+        traced.save(str(out), _extra_files={"classes.txt": "\n".join(ckpt.classes)})
+        return out
+    if fmt == "onnx":
+        try:
+            import onnx  # noqa: F401
+        except ImportError:
+            raise CheckpointError("ONNX export needs the onnx package: pip install onnx") from None
+        torch.onnx.export(
+            wrapper, example, str(out), input_names=["image"], output_names=["probs"],
+            dynamic_axes={"image": {0: "batch"}, "probs": {0: "batch"}},
+        )  # fmt: skip
+        return out
+    raise CheckpointError(f"unknown export format {fmt!r}: torchscript or onnx")

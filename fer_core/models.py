@@ -1,0 +1,255 @@
+"""Architectures by name: faithful presets of the five seed projects, a small CPU model, and ours.
+
+Every model takes (B, 1, 48, 48) normalised grayscale and returns (B, 7) logits. Each splits
+`forward_features` (the last convolutional map, used for Grad-CAM) from `forward_head`.
+No pretrained weights anywhere: every network starts from random initialisation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from fer_core.labels import NUM_CLASSES
+
+
+class FerNet(nn.Module):
+    """A feature extractor, a head, and the forward split the app's saliency view relies on."""
+
+    def __init__(self, features: nn.Module, head: nn.Module) -> None:
+        super().__init__()
+        self.features = features
+        self.head = head
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features(x)  # (B, C, h, w)
+
+    def forward_head(self, feats: torch.Tensor) -> torch.Tensor:
+        return self.head(feats)  # (B, 7)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+
+def _conv_bn_relu(c_in: int, c_out: int, kernel: int = 3, padding: int | None = None) -> list:
+    padding = kernel // 2 if padding is None else padding
+    return [
+        nn.Conv2d(c_in, c_out, kernel, padding=padding, bias=False),
+        nn.BatchNorm2d(c_out),
+        nn.ReLU(inplace=True),
+    ]
+
+
+# ----------------------------------------------------------------------------- seed presets
+
+
+def seed_cnn4_fc512(num_classes: int = NUM_CLASSES) -> FerNet:
+    """Seed 000: 4 x [Conv3x3 + BN + ReLU + MaxPool] (32-64-128-256), FC 2304-512, dropout 0.5."""
+    layers: list[nn.Module] = []
+    for c_in, c_out in [(1, 32), (32, 64), (64, 128), (128, 256)]:
+        layers += [*_conv_bn_relu(c_in, c_out), nn.MaxPool2d(2)]  # 48 -> 24 -> 12 -> 6 -> 3
+    head = nn.Sequential(
+        nn.Flatten(),
+        nn.Linear(256 * 3 * 3, 512),
+        nn.ReLU(inplace=True),
+        nn.Dropout(0.5),
+        nn.Linear(512, num_classes),
+    )
+    return FerNet(nn.Sequential(*layers), head)
+
+
+def seed_cnn3_colab(num_classes: int = NUM_CLASSES) -> FerNet:
+    """Seed 001: [Conv + ReLU + MaxPool] x 3 (32-64-128), dropout, FC 4608-256-7.
+
+    Its README names only the layer kinds; widths follow the common tutorial network it describes.
+    """
+    layers: list[nn.Module] = []
+    for c_in, c_out in [(1, 32), (32, 64), (64, 128)]:
+        layers += [nn.Conv2d(c_in, c_out, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2)]
+    head = nn.Sequential(
+        nn.Flatten(),
+        nn.Dropout(0.25),
+        nn.Linear(128 * 6 * 6, 256),
+        nn.ReLU(inplace=True),
+        nn.Dropout(0.5),
+        nn.Linear(256, num_classes),
+    )
+    return FerNet(nn.Sequential(*layers), head)
+
+
+def seed_vgg6_unpadded(num_classes: int = NUM_CLASSES) -> FerNet:
+    """Seed 002: 3 x ([Conv3x3 + BN + ReLU] x 2 + MaxPool), unpadded convs, Linear(256*2*2 -> 7).
+
+    Unpadded 3x3 convs take 48 -> 44 -> 22 -> 18 -> 9 -> 5 -> 2, which is the 256*2*2 it flattens.
+    """
+    layers: list[nn.Module] = []
+    for c_in, c_out in [(1, 64), (64, 128), (128, 256)]:
+        layers += [*_conv_bn_relu(c_in, c_out, padding=0), *_conv_bn_relu(c_out, c_out, padding=0)]
+        layers.append(nn.MaxPool2d(2))
+    head = nn.Sequential(nn.Flatten(), nn.Linear(256 * 2 * 2, num_classes))
+    return FerNet(nn.Sequential(*layers), head)
+
+
+def seed_cnn4_fc256(num_classes: int = NUM_CLASSES) -> FerNet:
+    """Seed 003: 4 x [Conv3x3 + BN + ReLU + MaxPool] (32-64-128-256), FC 2304-256, dropout 0.4."""
+    layers: list[nn.Module] = []
+    for c_in, c_out in [(1, 32), (32, 64), (64, 128), (128, 256)]:
+        layers += [*_conv_bn_relu(c_in, c_out), nn.MaxPool2d(2)]
+    head = nn.Sequential(
+        nn.Flatten(),
+        nn.Linear(256 * 3 * 3, 256),
+        nn.ReLU(inplace=True),
+        nn.Dropout(0.4),
+        nn.Linear(256, num_classes),
+    )
+    return FerNet(nn.Sequential(*layers), head)
+
+
+def seed_cnn4_dropout(num_classes: int = NUM_CLASSES, dropout: float = 0.36) -> FerNet:
+    """Seed 004: convs 1-64 (3x3), 64-128 (5x5), 128-256, 256-256, each BN + ReLU + pool + dropout;
+    FC 2304-256-512 with BatchNorm1d, dropout 0.36."""
+    layers: list[nn.Module] = []
+    for c_in, c_out, k in [(1, 64, 3), (64, 128, 5), (128, 256, 3), (256, 256, 3)]:
+        layers += [*_conv_bn_relu(c_in, c_out, k), nn.MaxPool2d(2), nn.Dropout(dropout)]
+    head = nn.Sequential(
+        nn.Flatten(),
+        nn.Linear(256 * 3 * 3, 256),
+        nn.BatchNorm1d(256),
+        nn.ReLU(inplace=True),
+        nn.Dropout(dropout),
+        nn.Linear(256, 512),
+        nn.BatchNorm1d(512),
+        nn.ReLU(inplace=True),
+        nn.Dropout(dropout),
+        nn.Linear(512, num_classes),
+    )
+    return FerNet(nn.Sequential(*layers), head)
+
+
+# ----------------------------------------------------------------------------- our models
+
+
+def _gap_head(channels: int, num_classes: int, dropout: float) -> nn.Module:
+    return nn.Sequential(
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout), nn.Linear(channels, num_classes)
+    )
+
+
+def small_cnn(num_classes: int = NUM_CLASSES, width: int = 16, dropout: float = 0.2) -> FerNet:
+    """A fast model for CPU training: five 3x3 convs, ~0.3M parameters, ~30 MFLOPs per face."""
+    w = width
+    features = nn.Sequential(
+        *_conv_bn_relu(1, w), nn.MaxPool2d(2),  # 24
+        *_conv_bn_relu(w, 2 * w), nn.MaxPool2d(2),  # 12
+        *_conv_bn_relu(2 * w, 4 * w), *_conv_bn_relu(4 * w, 4 * w), nn.MaxPool2d(2),  # 6
+        *_conv_bn_relu(4 * w, 8 * w),
+    )  # fmt: skip
+    return FerNet(features, _gap_head(8 * w, num_classes, dropout))
+
+
+class BasicBlock(nn.Module):
+    """ResNet basic block (two 3x3 convs) with a projection shortcut when the shape changes."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(c_out)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(c_out)
+        self.relu = nn.ReLU(inplace=True)
+        self.shortcut = nn.Identity()
+        if stride != 1 or c_in != c_out:
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out)
+            )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return self.relu(out + self.shortcut(x))
+
+
+def fer_resnet(
+    num_classes: int = NUM_CLASSES,
+    width: int = 64,
+    blocks: tuple[int, ...] = (2, 2, 2, 2),
+    dropout: float = 0.2,
+) -> FerNet:
+    """Our ResNet for 48x48 faces: a 3x3 stem at full resolution (no early downsampling, which
+    throws away most of a 48x48 face), four stages at 48/24/12/6 pixels, global pooling."""
+    layers: list[nn.Module] = [*_conv_bn_relu(1, width)]
+    c_in = width
+    for stage, n_blocks in enumerate(blocks):
+        c_out = width * 2**stage
+        for i in range(n_blocks):
+            layers.append(BasicBlock(c_in, c_out, stride=2 if (i == 0 and stage > 0) else 1))
+            c_in = c_out
+    features = nn.Sequential(*layers)
+    model = FerNet(features, _gap_head(c_in, num_classes, dropout))
+    for module in model.modules():  # zero-init the last BN of each block: starts as identity
+        if isinstance(module, BasicBlock):
+            nn.init.zeros_(module.bn2.weight)
+    return model
+
+
+def fer_vgg(num_classes: int = NUM_CLASSES, width: int = 64, dropout: float = 0.3) -> FerNet:
+    """A VGG-style network in the spirit of Khaireddin & Chen (2021): 4 stages of two 3x3 convs
+    with BN, max-pooling between stages, global pooling and a 2-layer head."""
+    layers: list[nn.Module] = []
+    c_in = 1
+    for stage in range(4):
+        c_out = width * 2**stage
+        layers += [*_conv_bn_relu(c_in, c_out), *_conv_bn_relu(c_out, c_out)]
+        if stage < 3:
+            layers.append(nn.MaxPool2d(2))  # 48 -> 24 -> 12 -> 6
+        c_in = c_out
+    head = nn.Sequential(
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(c_in, 1024),
+        nn.ReLU(inplace=True),
+        nn.Dropout(dropout),
+        nn.Linear(1024, num_classes),
+    )
+    return FerNet(nn.Sequential(*layers), head)
+
+
+# ----------------------------------------------------------------------------- registry
+
+
+@dataclass(frozen=True)
+class ArchSpec:
+    build: Callable[..., FerNet]
+    description: str
+    seed: str | None = None  # which seed project it reproduces, if any
+    defaults: dict = field(default_factory=dict)
+
+
+ARCHITECTURES: dict[str, ArchSpec] = {
+    "small": ArchSpec(small_cnn, "Small fast CNN for CPU training (~0.3M params)"),
+    "fer_resnet": ArchSpec(fer_resnet, "Our ResNet-18-style network for 48x48 faces (~11M params)"),
+    "fer_resnet_slim": ArchSpec(
+        fer_resnet, "Our ResNet at half width, for the webcam (~2.8M params)", defaults={"width": 32}
+    ),
+    "fer_vgg": ArchSpec(fer_vgg, "VGG-style network after Khaireddin & Chen 2021 (~10M params)"),
+    "seed_cnn4_fc512": ArchSpec(seed_cnn4_fc512, "Seed 000: 4 conv blocks, FC 512", "000"),
+    "seed_cnn3_colab": ArchSpec(seed_cnn3_colab, "Seed 001: 3 conv blocks, FC 256", "001"),
+    "seed_vgg6_unpadded": ArchSpec(seed_vgg6_unpadded, "Seed 002: 6 unpadded convs", "002"),
+    "seed_cnn4_fc256": ArchSpec(seed_cnn4_fc256, "Seed 003: 4 conv blocks, FC 256", "003"),
+    "seed_cnn4_dropout": ArchSpec(seed_cnn4_dropout, "Seed 004: 4 conv blocks + dropout", "004"),
+}
+
+
+def build_model(arch: str, **kwargs) -> FerNet:
+    """Build an architecture by name; kwargs override its defaults."""
+    if arch not in ARCHITECTURES:
+        raise ValueError(f"unknown architecture {arch!r}: choose one of {', '.join(ARCHITECTURES)}")
+    spec = ARCHITECTURES[arch]
+    return spec.build(**{**spec.defaults, **kwargs})
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

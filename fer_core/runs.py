@@ -1,0 +1,250 @@
+"""Training runs on FER2013: data selection, a run folder on disk, and resumable recording.
+
+A run folder holds `run.json` (what was asked for, status, timings), `history.json` (one row per
+finished epoch), `state.pt` (everything needed to resume) and `best.pt` (the best checkpoint so
+far, by the validation metric). Every file is replaced atomically after each epoch, so a crash or
+a kill never leaves a half-written file and never loses a finished epoch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from fer_core.checkpoint import atomic_torch_save, safe_torch_load, save_checkpoint
+from fer_core.data import FerData, class_weights, stratified_split
+from fer_core.errors import DataError
+from fer_core.labels import CLASSES
+from fer_core.models import build_model
+from fer_core.recipes import Recipe
+from fer_core.train import Callback, EpochMetrics, Trainer, TrainConfig, TrainResult
+
+RUN_FILE, HISTORY_FILE, STATE_FILE, BEST_FILE = "run.json", "history.json", "state.pt", "best.pt"
+
+
+def write_json_atomic(path: Path, obj) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            json.dump(obj, handle, indent=1)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@dataclass(frozen=True)
+class DataSelection:
+    """Which images train and which validate. val: "public_test" or a fraction of train."""
+
+    val: str | float = "public_test"
+    limit: int | None = None  # stratified subset of the training images (fast CPU runs)
+    seed: int = 0
+
+
+def select_data(
+    data: FerData, selection: DataSelection
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(train_images, train_labels, val_images, val_labels) per the selection."""
+    train_idx = np.flatnonzero(data.split_mask("train"))
+    if len(train_idx) == 0:
+        raise DataError("the dataset has no training split (train/ folder or Usage=Training)")
+    if isinstance(selection.val, float) or str(selection.val).replace(".", "", 1).isdigit():
+        keep, held = stratified_split(data.labels[train_idx], float(selection.val), selection.seed)
+        train_idx, val_idx = train_idx[keep], train_idx[held]
+    else:
+        val_idx = np.flatnonzero(data.split_mask(str(selection.val)))
+        if len(val_idx) == 0:
+            raise DataError(
+                f"the dataset has no {selection.val} split; choose a validation fraction instead"
+            )
+    if selection.limit is not None and selection.limit < len(train_idx):
+        fraction = selection.limit / len(train_idx)
+        _, chosen = stratified_split(data.labels[train_idx], fraction, selection.seed)
+        train_idx = train_idx[chosen]
+        # Keep validation proportionate so a quick run also validates quickly.
+        if len(val_idx) > selection.limit:
+            _, v = stratified_split(data.labels[val_idx], max(0.05, min(0.95, fraction)),
+                                    selection.seed)  # fmt: skip
+            val_idx = val_idx[v]
+    return (
+        data.images[train_idx],
+        data.labels[train_idx],
+        data.images[val_idx],
+        data.labels[val_idx],
+    )
+
+
+class RunRecorder(Callback):
+    """Writes history, resumable state and the best checkpoint after every finished epoch."""
+
+    def __init__(self, run_dir: Path, arch: str, arch_kwargs: dict, meta: dict) -> None:
+        self.run_dir = run_dir
+        self.arch = arch
+        self.arch_kwargs = arch_kwargs
+        self.meta = meta
+
+    def on_train_start(self, trainer: Trainer) -> None:
+        self._update_run(status="running", started=_now())
+
+    def on_epoch_end(self, trainer: Trainer, metrics: EpochMetrics) -> None:
+        history = [asdict(m) for m in trainer.history]
+        if metrics.is_best:
+            save_checkpoint(
+                self.run_dir / BEST_FILE,
+                trainer.eval_model,
+                self.arch,
+                self.arch_kwargs,
+                mean=trainer.config.mean,
+                std=trainer.config.std,
+                train_config=self.meta.get("train_config", {}),
+                history=history,
+                metrics={
+                    "epoch": metrics.epoch,
+                    "val_acc": metrics.val_acc,
+                    "val_macro_f1": metrics.val_macro_f1,
+                    "val_loss": metrics.val_loss,
+                    "val_split": self.meta.get("val"),
+                },
+                extra={"run": self.run_dir.name, "command": self.meta.get("command", "")},
+            )
+        # State before history: history never claims an epoch the state cannot resume from.
+        atomic_torch_save(trainer.state_dict(), self.run_dir / STATE_FILE)
+        write_json_atomic(self.run_dir / HISTORY_FILE, history)
+        self._update_run(epochs_done=metrics.epoch, best_epoch=trainer.best_epoch)
+
+    def on_train_end(self, trainer: Trainer, result: TrainResult) -> None:
+        status = "stopped" if result.stopped else "finished"
+        self._update_run(status=status, finished=_now(), seconds=round(result.seconds, 2))
+
+    def _update_run(self, **changes) -> None:
+        path = self.run_dir / RUN_FILE
+        record = json.loads(path.read_text()) if path.exists() else {}
+        record.update(changes)
+        write_json_atomic(path, record)
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def new_run_dir(root: str | os.PathLike, arch: str) -> Path:
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    path = Path(root) / f"{stamp}-{arch}"
+    suffix = 1
+    while path.exists():
+        suffix += 1
+        path = Path(root) / f"{stamp}-{arch}-{suffix}"
+    path.mkdir(parents=True)
+    return path
+
+
+def train_run(
+    data: FerData,
+    recipe: Recipe,
+    run_dir: str | os.PathLike,
+    selection: DataSelection = DataSelection(),
+    callbacks: list[Callback] | tuple[Callback, ...] = (),
+    arch_kwargs: dict | None = None,
+    command: str = "",
+    resume: bool = True,
+    trainer_hook=None,
+) -> tuple[Path, TrainResult]:
+    """Train `recipe` on `data` into `run_dir`; resumes from its state.pt when present.
+
+    trainer_hook(trainer), if given, receives the Trainer before training starts (the app keeps
+    it to request a stop). Returns (path of best.pt, result).
+    """
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    x_train, y_train, x_val, y_val = select_data(data, selection)
+    config = recipe.config
+    if recipe.class_weighting != "none" and config.class_weights is None:
+        counts = np.bincount(y_train, minlength=len(CLASSES))
+        weights = class_weights(counts, recipe.class_weighting)
+        config = TrainConfig.from_dict({**config.to_dict(), "class_weights": weights.tolist()})
+    arch_kwargs = dict(arch_kwargs or {})
+    meta = {
+        "arch": recipe.arch,
+        "arch_kwargs": arch_kwargs,
+        "train_config": config.to_dict(),
+        "class_weighting": recipe.class_weighting,
+        "data": data.source,
+        "val": str(selection.val),
+        "limit": selection.limit,
+        "n_train": int(len(y_train)),
+        "n_val": int(len(y_val)),
+        "command": command,
+    }
+    run_path = run_dir / RUN_FILE
+    if not run_path.exists():
+        write_json_atomic(run_path, {**meta, "status": "created", "created": _now()})
+    model = build_model(recipe.arch, **arch_kwargs)
+    recorder = RunRecorder(run_dir, recipe.arch, arch_kwargs, meta)
+    trainer = Trainer(model, config, x_train, y_train, x_val, y_val, [recorder, *callbacks])
+    state_path = run_dir / STATE_FILE
+    if resume and state_path.exists():
+        trainer.load_state_dict(safe_torch_load(state_path))
+    if trainer_hook is not None:
+        trainer_hook(trainer)
+    result = trainer.fit()
+    return run_dir / BEST_FILE, result
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    path: Path
+    name: str
+    status: str
+    arch: str
+    epochs_done: int
+    epochs: int
+    best_val_acc: float | None
+    best_val_macro_f1: float | None
+    history: list[dict]
+    record: dict
+
+
+def read_run(run_dir: str | os.PathLike) -> RunSummary | None:
+    """Summarise one run folder, or None if it is not one (or unreadable)."""
+    run_dir = Path(run_dir)
+    try:
+        record = json.loads((run_dir / RUN_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    try:
+        history = json.loads((run_dir / HISTORY_FILE).read_text())
+    except (OSError, ValueError):
+        history = []
+    best = max(history, key=lambda h: h.get("val_acc") or 0.0, default=None)
+    status = record.get("status", "unknown")
+    return RunSummary(
+        path=run_dir,
+        name=run_dir.name,
+        status=status,
+        arch=record.get("arch", "?"),
+        epochs_done=len(history),
+        epochs=int(record.get("train_config", {}).get("epochs", 0)),
+        best_val_acc=best.get("val_acc") if best else None,
+        best_val_macro_f1=best.get("val_macro_f1") if best else None,
+        history=history,
+        record=record,
+    )
+
+
+def list_runs(root: str | os.PathLike) -> list[RunSummary]:
+    """Every readable run under root, newest first."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    runs = [read_run(p) for p in sorted(root.iterdir(), reverse=True) if p.is_dir()]
+    return [r for r in runs if r is not None]

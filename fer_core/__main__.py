@@ -16,8 +16,11 @@ from fer_core.train import Callback
 
 
 def _add_data(p: argparse.ArgumentParser, required: bool = True) -> None:
-    p.add_argument("--data", required=required,
-                   help="fer2013.csv(.gz), the Kaggle archive .zip, or its extracted folder")
+    p.add_argument(
+        "--data",
+        required=required,
+        help="fer2013.csv(.gz), the Kaggle archive .zip, or its extracted folder",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,8 +39,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train a model and write a checkpoint")
     _add_data(p)
-    p.add_argument("--recipe", default="cpu_default", choices=sorted(RECIPES),
-                   help="named recipe (architecture + settings); flags below override it")
+    p.add_argument(
+        "--recipe",
+        default="cpu_default",
+        choices=sorted(RECIPES),
+        help="named recipe (architecture + settings); flags below override it",
+    )
     p.add_argument("--arch", choices=sorted(ARCHITECTURES), help="architecture (overrides recipe)")
     p.add_argument("--width", type=int, help="channel width for architectures that take one")
     p.add_argument("--epochs", type=int)
@@ -52,8 +59,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ema", type=float, dest="ema_decay")
     p.add_argument("--early-stopping", type=int)
     p.add_argument("--class-weighting", choices=("none", "inverse", "effective"))
-    p.add_argument("--val", default="public_test",
-                   help="validation: public_test (default) or a fraction of train, e.g. 0.1")
+    p.add_argument(
+        "--val",
+        default="public_test",
+        help="validation: public_test (default) or a fraction of train, e.g. 0.1",
+    )
     p.add_argument("--limit", type=int, help="train on a stratified subset of N images")
     p.add_argument("--out", default="runs", help="folder for run folders (default: runs)")
     p.add_argument("--run-dir", help="exact run folder (resumes if it holds a run)")
@@ -61,16 +71,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--compile", action="store_true", help="torch.compile the model (CUDA)")
     p.add_argument("--half", action="store_true", help="store the final checkpoint in fp16")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--quiet", action="store_true", help="no progress bar (epoch lines only)")
 
     p = sub.add_parser("evaluate", help="accuracy, macro-F1, per-class report, confusion matrix")
     p.add_argument("--checkpoint", help="checkpoint file (default: the shipped model)")
     _add_data(p)
     p.add_argument("--split", default="public_test", choices=SPLIT_CHOICES)
-    p.add_argument("--tta", dest="tta", action="store_const", const="crops",
-                   help="ten-view test-time augmentation (shifts and flips)")
-    p.add_argument("--no-tta", dest="tta", action="store_const", const="none",
-                   help="no test-time augmentation")
+    p.add_argument(
+        "--tta",
+        dest="tta",
+        action="store_const",
+        const="crops",
+        help="ten-view test-time augmentation (shifts and flips)",
+    )
+    p.add_argument(
+        "--no-tta", dest="tta", action="store_const", const="none", help="no test-time augmentation"
+    )
     p.add_argument("--tta-mode", dest="tta", choices=TTA_MODES, help="explicit TTA mode")
     p.add_argument("--device", default="auto")
     p.add_argument("--json", action="store_true")
@@ -124,16 +140,23 @@ def cmd_info(args) -> int:
 class _ProgressBar(Callback):
     """A tqdm bar per epoch, fed by the trainer's typed callbacks."""
 
-    def __init__(self) -> None:
+    def __init__(self, show_bar: bool = True) -> None:
         from tqdm import tqdm
 
         self._tqdm = tqdm
+        self.show_bar = show_bar
         self.bar = None
 
     def on_batch_end(self, trainer, progress) -> None:
+        if not self.show_bar:
+            return
         if self.bar is None:
-            self.bar = self._tqdm(total=progress.batches, desc=f"epoch {progress.epoch}/"
-                                  f"{progress.epochs}", file=sys.stderr, leave=False)  # fmt: skip
+            self.bar = self._tqdm(
+                total=progress.batches,
+                desc=f"epoch {progress.epoch}/{progress.epochs}",
+                file=sys.stderr,
+                leave=False,
+            )
         self.bar.update(1)
         self.bar.set_postfix(loss=f"{progress.loss:.3f}", eta=f"{progress.eta_s / 60:.1f}m")
 
@@ -142,9 +165,13 @@ class _ProgressBar(Callback):
             self.bar.close()
             self.bar = None
         star = " *" if m.is_best else ""
-        print(f"epoch {m.epoch:>3}  train loss {m.train_loss:.4f} acc {m.train_acc:.4f}  "
-              f"val loss {m.val_loss:.4f} acc {m.val_acc:.4f} f1 {m.val_macro_f1:.4f}  "
-              f"lr {m.lr:.2e}  {m.seconds:.1f}s{star}", file=sys.stderr, flush=True)  # fmt: skip
+        print(
+            f"epoch {m.epoch:>3}  train loss {m.train_loss:.4f} acc {m.train_acc:.4f}  "
+            f"val loss {m.val_loss:.4f} acc {m.val_acc:.4f} f1 {m.val_macro_f1:.4f}  "
+            f"lr {m.lr:.2e}  {m.seconds:.1f}s{star}",
+            file=sys.stderr,
+            flush=True,
+        )
 
     def on_train_end(self, trainer, result) -> None:
         if self.bar is not None:
@@ -160,13 +187,21 @@ def cmd_train(args) -> int:
 
     recipe = with_overrides(
         get_recipe(args.recipe),
-        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-        weight_decay=args.weight_decay, optimizer=args.optimizer, scheduler=args.scheduler,
-        label_smoothing=args.label_smoothing, mixup_alpha=args.mixup_alpha,
-        cutmix_alpha=args.cutmix_alpha, ema_decay=args.ema_decay,
-        early_stopping=args.early_stopping, seed=args.seed, device=args.device,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        weight_decay=args.weight_decay,
+        optimizer=args.optimizer,
+        scheduler=args.scheduler,
+        label_smoothing=args.label_smoothing,
+        mixup_alpha=args.mixup_alpha,
+        cutmix_alpha=args.cutmix_alpha,
+        ema_decay=args.ema_decay,
+        early_stopping=args.early_stopping,
+        seed=args.seed,
+        device=args.device,
         compile=args.compile or None,
-    )  # fmt: skip
+    )
     if args.arch:
         recipe = replace(recipe, arch=args.arch)
     if args.class_weighting:
@@ -179,18 +214,26 @@ def cmd_train(args) -> int:
         val = args.val
     run_dir = Path(args.run_dir) if args.run_dir else new_run_dir(args.out, recipe.arch)
     command = "python -m fer_core " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    progress = [] if args.quiet else [_ProgressBar()]
+    progress = [_ProgressBar(show_bar=not args.quiet)]
     try:
         best, result = train_run(
-            data, recipe, run_dir, DataSelection(val=val, limit=args.limit, seed=args.seed),
-            callbacks=progress, arch_kwargs=arch_kwargs, command=command,
-        )  # fmt: skip
+            data,
+            recipe,
+            run_dir,
+            DataSelection(val=val, limit=args.limit, seed=args.seed),
+            callbacks=progress,
+            arch_kwargs=arch_kwargs,
+            command=command,
+        )
     except ValueError as exc:
         raise FerError(str(exc)) from None
     if args.half and best.exists():
         _rewrite_half(best)
-    print(f"best epoch {result.best_epoch}: {result.best_metric:.4f} "
-          f"({recipe.config.monitor}), {result.seconds:.0f}s", file=sys.stderr)  # fmt: skip
+    print(
+        f"best epoch {result.best_epoch}: {result.best_metric:.4f} "
+        f"({recipe.config.monitor}), {result.seconds:.0f}s",
+        file=sys.stderr,
+    )
     print(run_dir / BEST_FILE)
     return 0
 
@@ -199,9 +242,21 @@ def _rewrite_half(path: Path) -> None:
     from fer_core.checkpoint import load_checkpoint, save_checkpoint
 
     c = load_checkpoint(path)
-    save_checkpoint(path, c.model, c.arch, c.arch_kwargs, mean=c.mean, std=c.std,
-                    classes=c.classes, input_size=c.input_size, train_config=c.train_config,
-                    history=c.history, metrics=c.metrics, extra=c.extra, half=True)  # fmt: skip
+    save_checkpoint(
+        path,
+        c.model,
+        c.arch,
+        c.arch_kwargs,
+        mean=c.mean,
+        std=c.std,
+        classes=c.classes,
+        input_size=c.input_size,
+        train_config=c.train_config,
+        history=c.history,
+        metrics=c.metrics,
+        extra=c.extra,
+        half=True,
+    )
 
 
 def cmd_evaluate(args) -> int:
@@ -213,10 +268,12 @@ def cmd_evaluate(args) -> int:
     ckpt = load_checkpoint(args.checkpoint)
     data = load_dataset(args.data)
     if not data.split_mask(args.split).any():
-        raise FerError(f"the dataset has no {args.split} split "
-                       f"(it has: {', '.join(data.available_splits())})")  # fmt: skip
-    result, _ = evaluate_checkpoint(ckpt, data, args.split, tta=args.tta or DEFAULT_TTA,
-                                    device=args.device)  # fmt: skip
+        raise FerError(
+            f"the dataset has no {args.split} split (it has: {', '.join(data.available_splits())})"
+        )
+    result, _ = evaluate_checkpoint(
+        ckpt, data, args.split, tta=args.tta or DEFAULT_TTA, device=args.device
+    )
     if args.json:
         print(result.to_json(max_mistakes=args.max_mistakes))
         return 0
@@ -224,8 +281,9 @@ def cmd_evaluate(args) -> int:
     print(f"accuracy {result.accuracy:.4f}   macro-F1 {result.macro_f1:.4f}")
     print(f"{'class':<10}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>10}")
     for c, m in result.per_class.items():
-        print(f"{c:<10}{m['precision']:>10.3f}{m['recall']:>10.3f}{m['f1']:>10.3f}"
-              f"{m['support']:>10}")  # fmt: skip
+        print(
+            f"{c:<10}{m['precision']:>10.3f}{m['recall']:>10.3f}{m['f1']:>10.3f}{m['support']:>10}"
+        )
     print("confusion matrix (rows true, columns predicted):")
     print(" " * 10 + "".join(f"{c[:7]:>8}" for c in result.classes))
     for c, row in zip(result.classes, result.confusion_matrix):

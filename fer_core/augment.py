@@ -61,9 +61,7 @@ def _affine_theta(cfg: AugmentConfig, n: int, g: torch.Generator, device) -> tor
     # Random resized crop: a window of `area` of the image with aspect `ratio`, i.e. a zoom of
     # 1/sqrt(area) with anisotropy sqrt(ratio).
     area = _uniform(n, cfg.crop_scale[0], cfg.crop_scale[1], g, device)
-    log_ratio = _uniform(
-        n, math.log(cfg.crop_ratio[0]), math.log(cfg.crop_ratio[1]), g, device
-    )
+    log_ratio = _uniform(n, math.log(cfg.crop_ratio[0]), math.log(cfg.crop_ratio[1]), g, device)
     ratio = torch.exp(log_ratio)
     sx = torch.sqrt(area * ratio) / zoom  # fraction of the input seen along x
     sy = torch.sqrt(area / ratio) / zoom

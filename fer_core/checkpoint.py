@@ -230,8 +230,12 @@ def export(ckpt: Checkpoint, out: str | os.PathLike, fmt: str = "torchscript") -
         except ImportError:
             raise CheckpointError("ONNX export needs the onnx package: pip install onnx") from None
         torch.onnx.export(
-            wrapper, example, str(out), input_names=["image"], output_names=["probs"],
+            wrapper,
+            example,
+            str(out),
+            input_names=["image"],
+            output_names=["probs"],
             dynamic_axes={"image": {0: "batch"}, "probs": {0: "batch"}},
-        )  # fmt: skip
+        )
         return out
     raise CheckpointError(f"unknown export format {fmt!r}: torchscript or onnx")

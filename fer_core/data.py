@@ -462,7 +462,7 @@ def stratified_split(
     for cls in range(NUM_CLASSES):
         index = np.flatnonzero(labels == cls)
         rng.shuffle(index)
-        n_held = int(round(len(index) * fraction))
+        n_held = round(len(index) * fraction)
         held.append(index[:n_held])
         keep.append(index[n_held:])
     return np.sort(np.concatenate(keep)), np.sort(np.concatenate(held))

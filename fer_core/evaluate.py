@@ -71,8 +71,9 @@ def compute_metrics(
     predicted = cm.sum(0)
     precision = np.divide(tp, predicted, out=np.zeros(k), where=predicted > 0)
     recall = np.divide(tp, support, out=np.zeros(k), where=support > 0)
-    f1 = np.divide(2 * precision * recall, precision + recall, out=np.zeros(k),
-                   where=(precision + recall) > 0)  # fmt: skip
+    f1 = np.divide(
+        2 * precision * recall, precision + recall, out=np.zeros(k), where=(precision + recall) > 0
+    )
     present = (support + predicted) > 0
     normalized = np.divide(cm, support[:, None], out=np.zeros((k, k)), where=support[:, None] > 0)
 
@@ -113,18 +114,25 @@ def compute_metrics(
     )
 
 
-def evaluate_checkpoint(ckpt, data, split: str, tta: str = "flip", batch_size: int = 512,
-                        device: str | None = None) -> tuple[EvalResult, np.ndarray]:
+def evaluate_checkpoint(
+    ckpt, data, split: str, tta: str = "flip", batch_size: int = 512, device: str | None = None
+) -> tuple[EvalResult, np.ndarray]:
     """Evaluate a loaded `Checkpoint` on one split of a `FerData`. Returns (result, probs)."""
     from fer_core.inference import predict_proba, resolve_device
 
     subset = data.split(split)
     if device is not None:
         ckpt.model.to(resolve_device(device))
-    probs = predict_proba(ckpt.model, subset.images, ckpt.mean, ckpt.std, tta=tta,
-                          batch_size=batch_size)  # fmt: skip
+    probs = predict_proba(
+        ckpt.model, subset.images, ckpt.mean, ckpt.std, tta=tta, batch_size=batch_size
+    )
     result = compute_metrics(
-        subset.labels, probs, ckpt.classes, subset.rows,
-        split=split, tta=tta, checkpoint=str(ckpt.path or ""),
-    )  # fmt: skip
+        subset.labels,
+        probs,
+        ckpt.classes,
+        subset.rows,
+        split=split,
+        tta=tta,
+        checkpoint=str(ckpt.path or ""),
+    )
     return result, probs

@@ -145,17 +145,25 @@ class FaceDetector:
 
         h, w = gray.shape[:2]
         scale = min(1.0, self.max_side / max(h, w))
-        small = gray if scale == 1.0 else cv2.resize(
-            gray, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA
-        )  # fmt: skip
+        small = (
+            gray
+            if scale == 1.0
+            else cv2.resize(
+                gray,
+                (max(1, round(w * scale)), max(1, round(h * scale))),
+                interpolation=cv2.INTER_AREA,
+            )
+        )
         small = cv2.equalizeHist(small)
         side = max(20, int(min(small.shape[:2]) * self.min_size_frac))
         if min(small.shape[:2]) < side:
             return []
         found = self._cascade().detectMultiScale(
-            small, scaleFactor=self.scale_factor, minNeighbors=self.min_neighbors,
+            small,
+            scaleFactor=self.scale_factor,
+            minNeighbors=self.min_neighbors,
             minSize=(side, side),
-        )  # fmt: skip
+        )
         boxes = [
             Box(round(x / scale), round(y / scale), round(bw / scale), round(bh / scale))
             for (x, y, bw, bh) in (found if len(found) else [])
@@ -163,8 +171,9 @@ class FaceDetector:
         return sorted(boxes, key=lambda b: -b.w * b.h)
 
 
-def crop_face(gray: np.ndarray, box: Box | None, margin: float = DEFAULT_MARGIN,
-              size: int = FACE_SIZE) -> np.ndarray:
+def crop_face(
+    gray: np.ndarray, box: Box | None, margin: float = DEFAULT_MARGIN, size: int = FACE_SIZE
+) -> np.ndarray:
     """A square crop around `box` (or the centred square of the whole image when None),
     enlarged by `margin` on each side, edge-padded where it leaves the image, resized to size."""
     import cv2
@@ -178,8 +187,8 @@ def crop_face(gray: np.ndarray, box: Box | None, margin: float = DEFAULT_MARGIN,
     else:
         side = max(box.w, box.h) * (1 + 2 * margin)
         cx, cy = box.x + box.w / 2, box.y + box.h / 2
-    x0, y0 = int(round(cx - side / 2)), int(round(cy - side / 2))
-    x1, y1 = x0 + int(round(side)), y0 + int(round(side))
+    x0, y0 = round(cx - side / 2), round(cy - side / 2)
+    x1, y1 = x0 + round(side), y0 + round(side)
     pad = max(0, -x0, -y0, x1 - w, y1 - h)
     if pad:
         gray = cv2.copyMakeBorder(gray, pad, pad, pad, pad, cv2.BORDER_REPLICATE)

@@ -76,8 +76,15 @@ def predict_logits(
     return torch.cat(out)
 
 
-def predict_proba(model: nn.Module, images, mean: float, std: float, tta: str = "none",
-                  batch_size: int = 512, amp: bool = True) -> np.ndarray:
+def predict_proba(
+    model: nn.Module,
+    images,
+    mean: float,
+    std: float,
+    tta: str = "none",
+    batch_size: int = 512,
+    amp: bool = True,
+) -> np.ndarray:
     """(N, H, W) uint8 faces -> (N, K) probabilities as a float32 numpy array."""
     logp = predict_logits(model, images, mean, std, tta, batch_size, amp)
     return logp.exp().numpy().astype(np.float32)

@@ -142,11 +142,15 @@ def small_cnn(num_classes: int = NUM_CLASSES, width: int = 16, dropout: float = 
     """A fast model for CPU training: five 3x3 convs, ~0.3M parameters, ~30 MFLOPs per face."""
     w = width
     features = nn.Sequential(
-        *_conv_bn_relu(1, w), nn.MaxPool2d(2),  # 24
-        *_conv_bn_relu(w, 2 * w), nn.MaxPool2d(2),  # 12
-        *_conv_bn_relu(2 * w, 4 * w), *_conv_bn_relu(4 * w, 4 * w), nn.MaxPool2d(2),  # 6
+        *_conv_bn_relu(1, w),
+        nn.MaxPool2d(2),  # 24
+        *_conv_bn_relu(w, 2 * w),
+        nn.MaxPool2d(2),  # 12
+        *_conv_bn_relu(2 * w, 4 * w),
+        *_conv_bn_relu(4 * w, 4 * w),
+        nn.MaxPool2d(2),  # 6
         *_conv_bn_relu(4 * w, 8 * w),
-    )  # fmt: skip
+    )
     return FerNet(features, _gap_head(8 * w, num_classes, dropout))
 
 
@@ -232,7 +236,9 @@ ARCHITECTURES: dict[str, ArchSpec] = {
     "small": ArchSpec(small_cnn, "Small fast CNN for CPU training (~0.3M params)"),
     "fer_resnet": ArchSpec(fer_resnet, "Our ResNet-18-style network for 48x48 faces (~11M params)"),
     "fer_resnet_slim": ArchSpec(
-        fer_resnet, "Our ResNet at half width, for the webcam (~2.8M params)", defaults={"width": 32}
+        fer_resnet,
+        "Our ResNet at half width, for the webcam (~2.8M params)",
+        defaults={"width": 32},
     ),
     "fer_vgg": ArchSpec(fer_vgg, "VGG-style network after Khaireddin & Chen 2021 (~10M params)"),
     "seed_cnn4_fc512": ArchSpec(seed_cnn4_fc512, "Seed 000: 4 conv blocks, FC 512", "000"),

@@ -40,8 +40,13 @@ class FacePrediction:
 
 
 class Predictor:
-    def __init__(self, ckpt: Checkpoint, tta: str | None = None,
-                 detector: FaceDetector | None = None, threads: int | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        ckpt: Checkpoint,
+        tta: str | None = None,
+        detector: FaceDetector | None = None,
+        threads: int | None = None,
+    ) -> None:
         self.ckpt = ckpt
         self.classes = ckpt.classes
         self.tta = tta or DEFAULT_TTA
@@ -51,8 +56,9 @@ class Predictor:
             torch.set_num_threads(threads)
 
     @classmethod
-    def from_checkpoint(cls, path: str | os.PathLike | None = None, tta: str | None = None,
-                        device: str = "cpu") -> Predictor:  # fmt: skip
+    def from_checkpoint(
+        cls, path: str | os.PathLike | None = None, tta: str | None = None, device: str = "cpu"
+    ) -> Predictor:
         return cls(load_checkpoint(path, device=device), tta=tta)
 
     def probabilities(self, faces: np.ndarray, tta: str | None = None) -> np.ndarray:
@@ -60,19 +66,31 @@ class Predictor:
         if len(faces) == 0:
             return np.zeros((0, len(self.classes)), dtype=np.float32)
         with self._lock, torch.inference_mode():
-            return predict_proba(self.ckpt.model, faces, self.ckpt.mean, self.ckpt.std,
-                                 tta=tta or self.tta, batch_size=64)  # fmt: skip
+            return predict_proba(
+                self.ckpt.model,
+                faces,
+                self.ckpt.mean,
+                self.ckpt.std,
+                tta=tta or self.tta,
+                batch_size=64,
+            )
 
-    def faces_in(self, image: np.ndarray, detect: bool = True) -> tuple[list[Box | None], np.ndarray]:
+    def faces_in(
+        self, image: np.ndarray, detect: bool = True
+    ) -> tuple[list[Box | None], np.ndarray]:
         """Boxes and (N, 48, 48) crops of the faces in an RGB or gray image."""
         gray = to_gray(image)
         boxes: list[Box | None] = list(self.detector.detect(gray)) if detect else [None]
-        crops = np.stack([crop_face(gray, b) for b in boxes]) if boxes else np.zeros((0, 48, 48),
-                                                                                    np.uint8)
+        crops = (
+            np.stack([crop_face(gray, b) for b in boxes])
+            if boxes
+            else np.zeros((0, 48, 48), np.uint8)
+        )
         return boxes, crops
 
-    def predict_array(self, image: np.ndarray, detect: bool = True,
-                      tta: str | None = None) -> list[FacePrediction]:  # fmt: skip
+    def predict_array(
+        self, image: np.ndarray, detect: bool = True, tta: str | None = None
+    ) -> list[FacePrediction]:
         """Every face of a decoded image (H, W, 3) RGB or (H, W) gray."""
         boxes, crops = self.faces_in(image, detect)
         return self._package(boxes, crops, self.probabilities(crops, tta))
@@ -81,8 +99,9 @@ class Predictor:
         """Every face of an image file (path, bytes or file object)."""
         return self.predict_array(load_image(source), detect, tta)
 
-    def predict_frames(self, frames: list[np.ndarray], tta: str = "none",
-                       detect: bool = True) -> list[list[FacePrediction]]:  # fmt: skip
+    def predict_frames(
+        self, frames: list[np.ndarray], tta: str = "none", detect: bool = True
+    ) -> list[list[FacePrediction]]:
         """Batched prediction over several frames (webcam): one forward pass for all faces."""
         per_frame = [self.faces_in(f, detect) for f in frames]
         crops = [c for _, c in per_frame]

@@ -12,7 +12,7 @@ import json
 import os
 import tempfile
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +23,7 @@ from fer_core.errors import DataError
 from fer_core.labels import CLASSES
 from fer_core.models import build_model
 from fer_core.recipes import Recipe
-from fer_core.train import Callback, EpochMetrics, Trainer, TrainConfig, TrainResult
+from fer_core.train import Callback, EpochMetrics, TrainConfig, Trainer, TrainResult
 
 RUN_FILE, HISTORY_FILE, STATE_FILE, BEST_FILE = "run.json", "history.json", "state.pt", "best.pt"
 
@@ -73,8 +73,9 @@ def select_data(
         train_idx = train_idx[chosen]
         # Keep validation proportionate so a quick run also validates quickly.
         if len(val_idx) > selection.limit:
-            _, v = stratified_split(data.labels[val_idx], max(0.05, min(0.95, fraction)),
-                                    selection.seed)  # fmt: skip
+            _, v = stratified_split(
+                data.labels[val_idx], max(0.05, min(0.95, fraction)), selection.seed
+            )
             val_idx = val_idx[v]
     return (
         data.images[train_idx],
@@ -134,7 +135,7 @@ class RunRecorder(Callback):
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def new_run_dir(root: str | os.PathLike, arch: str) -> Path:
@@ -181,8 +182,8 @@ def train_run(
         "data": data.source,
         "val": str(selection.val),
         "limit": selection.limit,
-        "n_train": int(len(y_train)),
-        "n_val": int(len(y_val)),
+        "n_train": len(y_train),
+        "n_val": len(y_val),
         "command": command,
     }
     run_path = run_dir / RUN_FILE

@@ -339,9 +339,11 @@ class Trainer:
             )
         if cfg.scheduler == "plateau":
             return torch.optim.lr_scheduler.ReduceLROnPlateau(
-                self.optimizer, mode="max", factor=cfg.plateau_factor,
+                self.optimizer,
+                mode="max",
+                factor=cfg.plateau_factor,
                 patience=cfg.plateau_patience,
-            )  # fmt: skip
+            )
         return None
 
     def _batch_input(self, index: torch.Tensor) -> torch.Tensor:
@@ -375,9 +377,11 @@ class Trainer:
             with autocast(self.device, cfg.amp):
                 logits = self._forward(x)
                 loss = F.cross_entropy(
-                    logits.float(), target, weight=self.loss_weight,
+                    logits.float(),
+                    target,
+                    weight=self.loss_weight,
                     label_smoothing=cfg.label_smoothing,
-                )  # fmt: skip
+                )
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.grad_clip > 0:
@@ -430,9 +434,13 @@ class Trainer:
         if len(self.x_val) == 0:
             return float("nan"), float("nan"), float("nan")
         logp = predict_logits(
-            self.eval_model, self.x_val, self.config.mean, self.config.std,
-            tta=self.config.eval_tta, amp=self.config.amp,
-        )  # fmt: skip
+            self.eval_model,
+            self.x_val,
+            self.config.mean,
+            self.config.std,
+            tta=self.config.eval_tta,
+            amp=self.config.amp,
+        )
         y = torch.from_numpy(self.y_val)
         loss = F.nll_loss(logp, y).item()
         pred = logp.argmax(-1)

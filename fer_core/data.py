@@ -196,37 +196,56 @@ def _parse_csv(handle: io.TextIOBase, source: str) -> FerData:
 def parse_pixel_strings(pixels: list[str], source: str = "CSV") -> np.ndarray:
     """Parse space-separated pixel strings into (N, 48, 48) uint8, vectorised (no per-value Python).
 
-    Every row must hold exactly 48*48 integers in 0..255.
+    Every row must hold exactly 48*48 integers in 0..255. Rows are parsed in chunks to keep
+    temporaries small (the full FER2013 CSV holds ~290 MB of pixel text).
     """
     n_values = IMAGE_SIZE * IMAGE_SIZE
-    normalised = [" ".join(p.split()) for p in pixels] if _needs_normalising(pixels) else pixels
-    for i, text in enumerate(normalised):
-        if text.count(" ") != n_values - 1:
-            count = len(text.split())
+    if _needs_normalising(pixels):
+        pixels = [" ".join(p.split()) for p in pixels]
+    out = np.empty((len(pixels), n_values), dtype=np.uint8)
+    chunk = 2048
+    for first in range(0, len(pixels), chunk):
+        rows = pixels[first : first + chunk]
+        for i, text in enumerate(rows):
+            if text.count(" ") != n_values - 1:
+                count = len(text.split())
+                raise DataError(
+                    f"{source}, data row {first + i + 1}: {count} pixel values, "
+                    f"expected {n_values} (48x48)"
+                )
+        try:
+            out[first : first + len(rows)] = _parse_chunk(rows).reshape(len(rows), n_values)
+        except ValueError:
+            bad = first + _first_bad_row(rows)
             raise DataError(
-                f"{source}, data row {i + 1}: {count} pixel values, expected {n_values} (48x48)"
-            )
-    buffer = np.frombuffer((" ".join(normalised) + " ").encode("ascii", "replace"), dtype=np.uint8)
-    ends = np.flatnonzero(buffer == ord(" "))
-    starts = np.empty_like(ends)
-    starts[0] = 0
-    starts[1:] = ends[:-1] + 1
-    lengths = ends - starts
-    digits = buffer.astype(np.int32) - ord("0")
-    if ((digits < 0) | (digits > 9))[buffer != ord(" ")].any() or (lengths < 1).any():
-        bad_row = _first_bad_row(normalised)
-        raise DataError(f"{source}, data row {bad_row + 1}: pixel values must be integers 0..255")
-    if (lengths > 3).any():
-        raise DataError(f"{source}: pixel values must be integers 0..255")
+                f"{source}, data row {bad + 1}: pixel values must be integers 0..255"
+            ) from None
+    return out.reshape(-1, IMAGE_SIZE, IMAGE_SIZE)
+
+
+def _parse_chunk(rows: list[str]) -> np.ndarray:
+    """Values of space-separated decimal tokens in rows; ValueError on anything else."""
+    try:
+        buffer = np.frombuffer((" ".join(rows) + " ").encode("ascii"), dtype=np.uint8)
+    except UnicodeEncodeError:
+        raise ValueError("non-ASCII pixel text") from None
+    space = buffer == 32
+    if ((buffer < 48) | (buffer > 57))[~space].any():
+        raise ValueError("non-digit pixel text")
+    ends = np.flatnonzero(space)
+    lengths = np.diff(ends, prepend=-1) - 1
+    if (lengths < 1).any() or (lengths > 3).any():
+        raise ValueError("empty or too long pixel value")
+    digits = buffer - np.uint8(48)
     # value = last digit + 10 * second-to-last + 100 * third-to-last, where present.
-    values = digits[ends - 1].copy()
-    two = lengths >= 2
-    values[two] += 10 * digits[ends[two] - 2]
-    three = lengths == 3
-    values[three] += 100 * digits[ends[three] - 3]
+    values = digits[ends - 1].astype(np.int16)
+    two = np.flatnonzero(lengths >= 2)
+    values[two] += 10 * digits[ends[two] - 2].astype(np.int16)
+    three = np.flatnonzero(lengths == 3)
+    values[three] += 100 * digits[ends[three] - 3].astype(np.int16)
     if (values > 255).any():
-        raise DataError(f"{source}: pixel values must be integers 0..255")
-    return values.astype(np.uint8).reshape(-1, IMAGE_SIZE, IMAGE_SIZE)
+        raise ValueError("pixel value above 255")
+    return values.astype(np.uint8)
 
 
 def _needs_normalising(pixels: list[str]) -> bool:

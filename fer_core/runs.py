@@ -23,7 +23,14 @@ from fer_core.errors import DataError
 from fer_core.labels import CLASSES
 from fer_core.models import build_model
 from fer_core.recipes import Recipe
-from fer_core.train import Callback, EpochMetrics, TrainConfig, Trainer, TrainResult
+from fer_core.train import (
+    Callback,
+    EpochMetrics,
+    TrainConfig,
+    Trainer,
+    TrainResult,
+    seed_everything,
+)
 
 RUN_FILE, HISTORY_FILE, STATE_FILE, BEST_FILE = "run.json", "history.json", "state.pt", "best.pt"
 
@@ -189,6 +196,7 @@ def train_run(
     run_path = run_dir / RUN_FILE
     if not run_path.exists():
         write_json_atomic(run_path, {**meta, "status": "created", "created": _now()})
+    seed_everything(config.seed)
     model = build_model(recipe.arch, **arch_kwargs)
     recorder = RunRecorder(run_dir, recipe.arch, arch_kwargs, meta)
     trainer = Trainer(model, config, x_train, y_train, x_val, y_val, [recorder, *callbacks])

@@ -448,6 +448,15 @@ class Trainer:
         return loss, acc, macro_f1(y.numpy(), pred.numpy(), self.num_classes)
 
 
+def seed_everything(seed: int) -> None:
+    """Seed every RNG a run draws from; call before building the model for repeatable inits."""
+    import random
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
 def macro_f1(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> float:
     """Macro-averaged F1 over the classes present in y_true or y_pred."""
     cm = np.bincount(y_true * num_classes + y_pred, minlength=num_classes**2).reshape(

@@ -1,0 +1,84 @@
+"""Shared fixtures: the real FER2013 files in ../shared/data and small generated datasets."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import os
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+DATA_DIR = Path(os.environ.get("FER_SHARED_DATA", REPO.parent / "shared" / "data"))
+CSV_PATH = DATA_DIR / "fer2013.csv.gz"
+ZIP_PATH = DATA_DIR / "fer2013_kaggle_archive.zip"
+FERPLUS_PATH = DATA_DIR / "ferplus_fer2013new.csv"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_cache(tmp_path_factory):
+    """Every test session parses into its own cache folder (subprocesses inherit it)."""
+    os.environ["FER_CACHE_DIR"] = str(tmp_path_factory.mktemp("fer_cache"))
+
+
+@pytest.fixture(scope="session")
+def csv_data():
+    from fer_core.data import load_dataset
+
+    if not CSV_PATH.exists():
+        pytest.fail(f"real data missing: {CSV_PATH}")
+    return load_dataset(CSV_PATH)
+
+
+@pytest.fixture(scope="session")
+def zip_data():
+    from fer_core.data import load_dataset
+
+    return load_dataset(ZIP_PATH)
+
+
+def face_pixels(seed: int) -> np.ndarray:
+    """A synthetic 48x48 'image' (random blobs) for generated fixtures; not a FER face."""
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 256, size=(48, 48), dtype=np.uint8)
+
+
+def write_csv(path: Path, rows: list[tuple[int, np.ndarray, str | None]], header=None) -> Path:
+    """Write a FER2013-style CSV; a row's usage None omits the Usage column entirely."""
+    with_usage = rows and rows[0][2] is not None
+    header = header or ("emotion,pixels,Usage" if with_usage else "emotion,pixels")
+    lines = [header]
+    for label, pixels, usage in rows:
+        text = " ".join(str(v) for v in pixels.reshape(-1))
+        lines.append(f"{label},{text},{usage}" if with_usage else f"{label},{text}")
+    data = ("\n".join(lines) + "\n").encode()
+    if path.name.endswith(".gz"):
+        data = gzip.compress(data)
+    path.write_bytes(data)
+    return path
+
+
+def png_bytes(pixels: np.ndarray, ext: str = ".png") -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, format="JPEG" if ext in (".jpg", ".jpeg") else "PNG")
+    return buf.getvalue()
+
+
+def write_archive(root: Path, files: dict[str, np.ndarray], as_zip: bool) -> Path:
+    """files: relative path -> pixels. Writes a folder tree or a zip holding it."""
+    if as_zip:
+        path = root.with_suffix(".zip")
+        with zipfile.ZipFile(path, "w") as zf:
+            for name, pixels in files.items():
+                zf.writestr(name, png_bytes(pixels, Path(name).suffix.lower()))
+        return path
+    for name, pixels in files.items():
+        target = root / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(png_bytes(pixels, Path(name).suffix.lower()))
+    return root

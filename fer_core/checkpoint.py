@@ -119,6 +119,10 @@ def safe_torch_load(path: str | os.PathLike) -> dict:
         raise CheckpointError(f"checkpoint not found: {path}")
     if path.is_dir():
         raise CheckpointError(f"{path} is a folder, not a checkpoint file")
+    if not zipfile.is_zipfile(path):  # torch.save writes a zip container
+        raise CheckpointError(
+            f"{path.name}: not a readable PyTorch checkpoint (truncated, corrupt or another format)"
+        )
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:

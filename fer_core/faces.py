@@ -71,11 +71,15 @@ def load_image(source: str | os.PathLike | bytes | io.IOBase) -> np.ndarray:
 
 def to_rgb(image: Image.Image) -> np.ndarray:
     """Any PIL mode -> (H, W, 3) uint8 RGB. Transparency is composited on white."""
-    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+    if image.mode.startswith("I;16"):  # 16-bit grayscale: full range down to 8 bits
+        array = np.asarray(image, dtype=np.float64) / 257.0
+        gray = np.clip(np.round(array), 0, 255).astype(np.uint8)
+        return np.repeat(gray[..., None], 3, axis=2)
+    if image.mode in ("I", "F"):  # 32-bit int or float: no fixed range, stretch min..max
         array = np.asarray(image, dtype=np.float64)
         lo, hi = float(array.min()), float(array.max())
         scale = 255.0 / (hi - lo) if hi > lo else 0.0
-        gray = ((array - lo) * scale).astype(np.uint8)
+        gray = np.clip(np.round((array - lo) * scale), 0, 255).astype(np.uint8)
         return np.repeat(gray[..., None], 3, axis=2)
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
         rgba = image.convert("RGBA")

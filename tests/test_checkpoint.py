@@ -1,0 +1,102 @@
+"""Checkpoints: round trip, fp16 storage, TorchScript export, and every way a file can be wrong."""
+
+
+import pytest
+import torch
+
+from fer_core.checkpoint import export, load_checkpoint, save_checkpoint
+from fer_core.errors import CheckpointError
+from fer_core.models import build_model
+
+
+def _save(path, arch="small", **kw):
+    torch.manual_seed(0)
+    model = build_model(arch).eval()
+    save_checkpoint(path, model, arch, mean=0.5, std=0.25, metrics={"val_acc": 0.5},
+                    history=[{"epoch": 1}], train_config={"lr": 0.1}, **kw)
+    return model
+
+
+def test_round_trip(tmp_path):
+    model = _save(tmp_path / "m.pt")
+    ckpt = load_checkpoint(tmp_path / "m.pt")
+    x = torch.randn(3, 1, 48, 48)
+    assert torch.equal(model(x), ckpt.model(x))
+    assert ckpt.classes[0] == "angry" and ckpt.mean == 0.5 and ckpt.std == 0.25
+    assert ckpt.metrics == {"val_acc": 0.5} and ckpt.history == [{"epoch": 1}]
+    assert ckpt.train_config == {"lr": 0.1} and not ckpt.model.training
+
+
+def test_half_storage_is_smaller_and_close(tmp_path):
+    model = _save(tmp_path / "full.pt", arch="seed_cnn4_fc512")
+    _save(tmp_path / "half.pt", arch="seed_cnn4_fc512", half=True)
+    assert (tmp_path / "half.pt").stat().st_size < 0.6 * (tmp_path / "full.pt").stat().st_size
+    x = torch.randn(2, 1, 48, 48)
+    assert torch.allclose(model(x), load_checkpoint(tmp_path / "half.pt").model(x), atol=1e-2)
+
+
+def test_torchscript_export(tmp_path):
+    _save(tmp_path / "m.pt")
+    ckpt = load_checkpoint(tmp_path / "m.pt")
+    out = export(ckpt, tmp_path / "m.ts")
+    extra = {"classes.txt": ""}
+    scripted = torch.jit.load(str(out), _extra_files=extra)
+    x = torch.rand(2, 1, 48, 48) * 255
+    probs = scripted(x)
+    expected = ckpt.model((x / 255 - 0.5) / 0.25).softmax(-1)
+    assert torch.allclose(probs, expected, atol=1e-5)
+    assert extra["classes.txt"].decode().split("\n")[3] == "happy"
+
+
+class _Payload:
+    def __reduce__(self):
+        import os
+
+        return (os.system, ("touch /tmp/fer_pwned_marker",))
+
+
+def test_malicious_pickle_is_refused_and_does_not_run(tmp_path):
+    import os
+
+    marker = "/tmp/fer_pwned_marker"
+    if os.path.exists(marker):
+        os.remove(marker)
+    evil = tmp_path / "evil.pt"
+    torch.save({"format": "fer_core.checkpoint", "payload": _Payload()}, evil)
+    with pytest.raises(CheckpointError, match="refused"):
+        load_checkpoint(evil)
+    assert not os.path.exists(marker)
+
+
+def test_wrong_files(tmp_path):
+    with pytest.raises(CheckpointError, match="not found"):
+        load_checkpoint(tmp_path / "missing.pt")
+    (tmp_path / "text.pt").write_text("not a checkpoint")
+    with pytest.raises(CheckpointError, match="not a readable"):
+        load_checkpoint(tmp_path / "text.pt")
+    _save(tmp_path / "m.pt")
+    data = (tmp_path / "m.pt").read_bytes()
+    (tmp_path / "trunc.pt").write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="not a readable"):
+        load_checkpoint(tmp_path / "trunc.pt")
+    torch.save(build_model("small").state_dict(), tmp_path / "bare.pt")
+    with pytest.raises(CheckpointError, match="not a fer_core checkpoint"):
+        load_checkpoint(tmp_path / "bare.pt")
+
+
+def test_mismatched_or_incomplete_or_newer(tmp_path):
+    _save(tmp_path / "m.pt")
+    raw = torch.load(tmp_path / "m.pt", weights_only=True)
+    for change, message in [
+        ({"arch": "fer_resnet"}, "do not fit"),
+        ({"arch": "nope"}, "unknown architecture"),
+        ({"format_version": 99}, "newer"),
+    ]:
+        torch.save({**raw, **change}, tmp_path / "x.pt")
+        with pytest.raises(CheckpointError, match=message):
+            load_checkpoint(tmp_path / "x.pt")
+    torch.save({k: v for k, v in raw.items() if k != "classes"}, tmp_path / "x.pt")
+    with pytest.raises(CheckpointError, match="missing classes"):
+        load_checkpoint(tmp_path / "x.pt")
+
+

@@ -1,0 +1,46 @@
+"""Metrics on a known confusion matrix, ordering of mistakes, JSON round trip."""
+
+import json
+
+import numpy as np
+import pytest
+
+from fer_core.evaluate import compute_metrics
+
+
+def _probs(pred, confidence):
+    p = np.full((len(pred), 7), (1 - np.asarray(confidence))[:, None] / 6)
+    p[np.arange(len(pred)), pred] = confidence
+    return p
+
+
+def test_known_confusion_matrix():
+    y_true = np.array([0, 0, 0, 3, 3, 6, 6, 6, 6, 1])
+    y_pred = np.array([0, 0, 3, 3, 3, 6, 6, 0, 6, 6])
+    conf = np.array([0.9, 0.8, 0.7, 0.9, 0.6, 0.9, 0.8, 0.95, 0.7, 0.5])
+    r = compute_metrics(y_true, _probs(y_pred, conf), rows=np.arange(100, 110))
+    cm = np.array(r.confusion_matrix)
+    assert cm[0].tolist() == [2, 0, 0, 1, 0, 0, 0]
+    assert cm[6].tolist() == [1, 0, 0, 0, 0, 0, 3]
+    assert cm[1].tolist() == [0, 0, 0, 0, 0, 0, 1]
+    assert cm.sum() == 10 and r.n == 10
+    assert r.accuracy == pytest.approx(0.7)
+    assert r.per_class["angry"]["precision"] == pytest.approx(2 / 3)
+    assert r.per_class["angry"]["recall"] == pytest.approx(2 / 3)
+    assert r.per_class["happy"]["precision"] == pytest.approx(2 / 3)
+    assert r.per_class["neutral"]["recall"] == pytest.approx(3 / 4)
+    assert r.per_class["disgust"]["f1"] == 0 and r.per_class["disgust"]["support"] == 1
+    # macro-F1 over the 4 classes that occur (angry, disgust, happy, neutral)
+    f1_neutral = 2 * (3 / 4) * (3 / 4) / (3 / 4 + 3 / 4)
+    assert r.macro_f1 == pytest.approx((2 / 3 + 0 + 0.8 + f1_neutral) / 4)
+    assert r.confusion_matrix_normalized[6][6] == pytest.approx(0.75)
+    # most confident mistake first: row 107 (neutral predicted angry at 0.95)
+    assert [m.row for m in r.misclassified] == [107, 102, 109]
+    assert r.mistakes_in_cell("neutral", "angry")[0].confidence == pytest.approx(0.95)
+    back = json.loads(r.to_json())
+    assert back["accuracy"] == pytest.approx(0.7) and len(back["misclassified"]) == 3
+
+
+def test_empty_input():
+    r = compute_metrics(np.zeros(0, dtype=int), np.zeros((0, 7)))
+    assert r.n == 0 and r.accuracy == 0.0 and r.misclassified == []

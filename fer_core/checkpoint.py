@@ -25,7 +25,7 @@ FORMAT = "fer_core.checkpoint"
 FORMAT_VERSION = 1
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CHECKPOINT_DIR = REPO_ROOT / "checkpoints"
-DEFAULT_CHECKPOINT = CHECKPOINT_DIR / "fer_resnet.pt"
+DEFAULT_CHECKPOINT = CHECKPOINT_DIR / "fer_model.pt"
 _REQUIRED = ("format", "format_version", "arch", "arch_kwargs", "state_dict", "classes")
 
 

@@ -123,3 +123,39 @@ class Predictor:
             )
             for box, crop, row in zip(boxes, crops, probs)
         ]
+
+
+def box_iou(a: Box, b: Box) -> float:
+    ix = max(0, min(a.x + a.w, b.x + b.w) - max(a.x, b.x))
+    iy = max(0, min(a.y + a.h, b.y + b.h) - max(a.y, b.y))
+    inter = ix * iy
+    union = a.w * a.h + b.w * b.h - inter
+    return inter / union if union else 0.0
+
+
+class FaceSmoother:
+    """Smooths probabilities across video frames: each face is matched to the previous frame's face
+    with the largest box overlap, and its probabilities are an exponential moving average."""
+
+    def __init__(self, alpha: float = 0.4, min_iou: float = 0.3) -> None:
+        self.alpha = alpha  # weight of the newest frame; 1 disables smoothing
+        self.min_iou = min_iou
+        self._previous: list[FacePrediction] = []
+
+    def __call__(self, faces: list[FacePrediction]) -> list[FacePrediction]:
+        smoothed = []
+        for face in faces:
+            match = max(
+                (p for p in self._previous if face.box and p.box),
+                key=lambda p: box_iou(face.box, p.box),
+                default=None,
+            )
+            if match is not None and box_iou(face.box, match.box) >= self.min_iou:
+                probs = {
+                    c: self.alpha * face.probs[c] + (1 - self.alpha) * match.probs[c]
+                    for c in face.probs
+                }
+                face = FacePrediction(face.box, probs, max(probs, key=probs.get), face.crop)
+            smoothed.append(face)
+        self._previous = smoothed
+        return smoothed

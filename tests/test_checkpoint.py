@@ -1,6 +1,5 @@
 """Checkpoints: round trip, fp16 storage, TorchScript export, and every way a file can be wrong."""
 
-
 import pytest
 import torch
 
@@ -12,8 +11,17 @@ from fer_core.models import build_model
 def _save(path, arch="small", **kw):
     torch.manual_seed(0)
     model = build_model(arch).eval()
-    save_checkpoint(path, model, arch, mean=0.5, std=0.25, metrics={"val_acc": 0.5},
-                    history=[{"epoch": 1}], train_config={"lr": 0.1}, **kw)
+    save_checkpoint(
+        path,
+        model,
+        arch,
+        mean=0.5,
+        std=0.25,
+        metrics={"val_acc": 0.5},
+        history=[{"epoch": 1}],
+        train_config={"lr": 0.1},
+        **kw,
+    )
     return model
 
 
@@ -98,5 +106,3 @@ def test_mismatched_or_incomplete_or_newer(tmp_path):
     torch.save({k: v for k, v in raw.items() if k != "classes"}, tmp_path / "x.pt")
     with pytest.raises(CheckpointError, match="missing classes"):
         load_checkpoint(tmp_path / "x.pt")
-
-

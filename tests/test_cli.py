@@ -16,8 +16,13 @@ from fer_core.labels import CLASSES
 
 
 def cli(*args, check=True):
-    proc = subprocess.run([sys.executable, "-m", "fer_core", *map(str, args)], cwd=REPO,
-                          capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(
+        [sys.executable, "-m", "fer_core", *map(str, args)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     if check and proc.returncode != 0:
         raise AssertionError(f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
     return proc
@@ -34,8 +39,23 @@ def test_info_json(path):
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     out = tmp_path_factory.mktemp("runs")
-    proc = cli("train", "--data", ZIP_PATH, "--arch", "small", "--epochs", "1", "--limit", "300",
-               "--out", out, "--device", "cpu", "--seed", "1")
+    proc = cli(
+        "train",
+        "--data",
+        ZIP_PATH,
+        "--arch",
+        "small",
+        "--epochs",
+        "1",
+        "--limit",
+        "300",
+        "--out",
+        out,
+        "--device",
+        "cpu",
+        "--seed",
+        "1",
+    )
     ckpt = proc.stdout.strip().splitlines()[-1]
     assert ckpt.endswith("best.pt")
     assert "epoch   1" in proc.stderr
@@ -44,8 +64,19 @@ def trained(tmp_path_factory):
 
 @pytest.mark.parametrize("path", [CSV_PATH, ZIP_PATH])
 def test_evaluate_json(trained, path):
-    out = json.loads(cli("evaluate", "--checkpoint", trained, "--data", path,
-                         "--split", "public_test", "--no-tta", "--json").stdout)
+    out = json.loads(
+        cli(
+            "evaluate",
+            "--checkpoint",
+            trained,
+            "--data",
+            path,
+            "--split",
+            "public_test",
+            "--no-tta",
+            "--json",
+        ).stdout
+    )
     assert out["n"] == 3589 and 0 <= out["accuracy"] <= 1 and 0 <= out["macro_f1"] <= 1
     assert set(out["per_class"]) == set(CLASSES)
     cm = np.array(out["confusion_matrix"])
@@ -54,8 +85,16 @@ def test_evaluate_json(trained, path):
 
 
 def test_evaluate_missing_split_is_one_clear_line(trained):
-    proc = cli("evaluate", "--checkpoint", trained, "--data", CSV_PATH, "--split",
-               "private_test", check=False)
+    proc = cli(
+        "evaluate",
+        "--checkpoint",
+        trained,
+        "--data",
+        CSV_PATH,
+        "--split",
+        "private_test",
+        check=False,
+    )
     assert proc.returncode == 1
     assert proc.stderr.strip().startswith("error:") and "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
@@ -75,8 +114,9 @@ def test_predict_json(trained, tmp_path, csv_data):
         assert len(face["box"]) == 4 and face["label"] in CLASSES
         assert abs(sum(face["probs"].values()) - 1) < 1e-3
     assert "error" in lines[1] and "not a readable image" in lines[1]["error"]
-    single = json.loads(cli("predict", "--checkpoint", trained, "--no-detect", "--json",
-                            crop).stdout)
+    single = json.loads(
+        cli("predict", "--checkpoint", trained, "--no-detect", "--json", crop).stdout
+    )
     assert len(single["faces"]) == 1 and single["faces"][0]["box"] is None
     only_bad = cli("predict", "--checkpoint", trained, junk, check=False)
     assert only_bad.returncode == 1 and "Traceback" not in only_bad.stderr
@@ -88,11 +128,14 @@ def test_export(trained, tmp_path):
     assert out.stat().st_size > 10_000
 
 
-@pytest.mark.parametrize("args, message", [
-    (["info", "--data", "/nonexistent.csv"], "not found"),
-    (["evaluate", "--checkpoint", "/nonexistent.pt", "--data", CSV_PATH], "not found"),
-    (["train", "--data", "/etc/hostname", "--epochs", "1"], "not a FER2013 dataset"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["info", "--data", "/nonexistent.csv"], "not found"),
+        (["evaluate", "--checkpoint", "/nonexistent.pt", "--data", CSV_PATH], "not found"),
+        (["train", "--data", "/etc/hostname", "--epochs", "1"], "not a FER2013 dataset"),
+    ],
+)
 def test_bad_input_is_one_line_exit_1(args, message):
     proc = cli(*args, check=False)
     assert proc.returncode == 1 and message in proc.stderr and "Traceback" not in proc.stderr

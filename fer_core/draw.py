@@ -1,0 +1,63 @@
+"""Drawing predictions onto images: boxes, labels, and a frames-per-second badge (RGB uint8)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fer_core.predict import FacePrediction
+
+# One colour per class, RGB, readable on photos.
+COLORS: dict[str, tuple[int, int, int]] = {
+    "angry": (230, 57, 70),
+    "disgust": (106, 153, 78),
+    "fear": (155, 93, 229),
+    "happy": (255, 183, 3),
+    "sad": (33, 158, 188),
+    "surprise": (251, 133, 0),
+    "neutral": (160, 160, 160),
+}
+
+
+def annotate(
+    image: np.ndarray, faces: list[FacePrediction], fps: float | None = None
+) -> np.ndarray:
+    """A copy of an RGB (or gray) image with each face boxed and labelled."""
+    import cv2
+
+    out = image.copy() if image.ndim == 3 else np.repeat(image[..., None], 3, axis=2)
+    h, w = out.shape[:2]
+    thick = max(1, round(min(h, w) / 240))
+    scale = max(0.4, min(h, w) / 800)
+    for face in faces:
+        color = COLORS.get(face.label, (255, 255, 255))
+        if face.box is None:
+            x, y, bw, bh = 0, 0, w - 1, h - 1
+        else:
+            x, y, bw, bh = face.box.as_list()
+        cv2.rectangle(out, (x, y), (x + bw, y + bh), color, thick + 1)
+        text = f"{face.label} {face.confidence:.0%}"
+        (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
+        ty = y - 4 if y - th - base - 4 >= 0 else min(h - 1, y + bh + th + base + 4)
+        cv2.rectangle(out, (x, ty - th - base - 2), (x + tw + 6, ty + 2), color, -1)
+        cv2.putText(
+            out,
+            text,
+            (x + 3, ty - base),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            scale,
+            (0, 0, 0),
+            thick,
+            cv2.LINE_AA,
+        )
+    if fps is not None:
+        cv2.putText(
+            out,
+            f"{fps:.1f} fps",
+            (8, 24),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            0.7,
+            (0, 255, 0),
+            2,
+            cv2.LINE_AA,
+        )
+    return out

@@ -1,0 +1,199 @@
+"""Data: choose the dataset, then explore it: class imbalance, weights, faces, quirks, FER+."""
+
+import os
+from pathlib import Path
+
+import numpy as np
+import streamlit as st
+
+from fer_core.data import SPLITS
+from fer_core.labels import CLASSES, EMOJI
+from ui import charts, state
+
+st.title("📊 Data")
+
+
+def dataset_chooser() -> None:
+    with st.expander("Choose the dataset", expanded=not state.active_data_path()):
+        tab_path, tab_upload, tab_kaggle = st.tabs(["Path", "Upload", "Kaggle"])
+        with tab_path:
+            st.caption(
+                "A `fer2013.csv` / `.csv.gz`, the Kaggle archive `.zip`, or its extracted "
+                "folder (with `train/` and `test/`). The `FER_DATA` environment variable "
+                "sets the default."
+            )
+            path = st.text_input(
+                "Dataset path", value=state.active_data_path(), placeholder="/path/to/fer2013.csv"
+            )
+            if st.button("Use this dataset", type="primary"):
+                _, error = state.get_data(path.strip())
+                if error:
+                    st.error(error)
+                else:
+                    state.set_data_path(path.strip())
+                    st.rerun()
+        with tab_upload:
+            upload = st.file_uploader(
+                "fer2013.csv, .csv.gz or the archive .zip", type=["csv", "gz", "zip"]
+            )
+            if upload is not None:
+                target = state.upload_dir() / Path(upload.name).name
+                target.write_bytes(upload.getbuffer())
+                _, error = state.get_data(str(target))
+                if error:
+                    target.unlink(missing_ok=True)
+                    st.error(f"That file is not usable: {error}")
+                elif st.session_state.get(state.DATA_PATH) != str(target):
+                    state.set_data_path(str(target))
+                    st.rerun()
+        with tab_kaggle:
+            has_login = (
+                bool(os.environ.get("KAGGLE_USERNAME") and os.environ.get("KAGGLE_KEY"))
+                or (Path.home() / ".kaggle" / "kaggle.json").exists()
+            )
+            st.caption(
+                "Downloads `msambare/fer2013` with kagglehub. Needs `pip install kagglehub` "
+                "and Kaggle credentials (KAGGLE_USERNAME / KAGGLE_KEY or ~/.kaggle/kaggle.json)."
+            )
+            if st.button(
+                "Download from Kaggle",
+                disabled=not has_login,
+                help=None if has_login else "No Kaggle credentials found",
+            ):
+                from fer_core.data import download_kaggle
+                from fer_core.errors import FerError
+
+                try:
+                    with st.spinner("Downloading FER2013 from Kaggle…"):
+                        folder = download_kaggle()
+                    state.set_data_path(str(folder))
+                    st.rerun()
+                except FerError as exc:
+                    st.error(str(exc))
+
+
+dataset_chooser()
+data, error = state.get_data()
+if error:
+    st.error(error)
+if data is None:
+    st.info("No dataset yet. Give a path, upload a file, or download it from Kaggle above.")
+    st.stop()
+
+report = state.get_report()
+st.caption(f"Source: `{data.source}`")
+
+cols = st.columns(5)
+cols[0].metric("Faces", f"{len(data):,}")
+cols[1].metric(
+    "Imbalance ratio",
+    f"{report.imbalance_ratio:.1f}×",
+    help="Largest over smallest class in the training split",
+)
+cols[2].metric(
+    "Duplicates within splits",
+    f"{sum(report.duplicates_within.values()):,}",
+    help="Redundant exact copies inside each split",
+)
+cols[3].metric("Test faces also in train", f"{sum(report.duplicates_across.values()):,}")
+cols[4].metric("Blank images", f"{sum(report.blank_by_split.values())}")
+
+st.subheader("Class imbalance")
+share = (
+    st.segmented_control("Show", ["Counts", "Share of split"], default="Counts") == "Share of split"
+)
+st.plotly_chart(charts.class_counts(report.counts, share), width="stretch")
+
+left, right = st.columns([3, 2])
+with left:
+    st.markdown("**Class weights** for a weighted loss, from the training counts")
+    st.plotly_chart(charts.class_weights(report.class_weights), width="stretch")
+with right:
+    st.markdown("&nbsp;")
+    table = {scheme: weights for scheme, weights in report.class_weights.items()}
+    st.dataframe(table, width="stretch")
+    st.caption(
+        "*inverse*: N / (K·n_c). *effective*: effective number of samples, β = 0.999 "
+        "(Cui et al. 2019). Both scaled to mean 1."
+    )
+
+st.subheader("Sample faces")
+split_names = [s for s in data.available_splits()]
+c1, c2 = st.columns([3, 1])
+split = c1.selectbox("Split", split_names, index=0)
+if c2.button("🔀 Reshuffle"):
+    st.session_state[state.SAMPLE_SEED] = st.session_state.get(state.SAMPLE_SEED, 0) + 1
+rng = np.random.default_rng(st.session_state.get(state.SAMPLE_SEED, 0))
+subset_mask = data.split_mask(split)
+per_row = 10
+for i, name in enumerate(CLASSES):
+    index = np.flatnonzero(subset_mask & (data.labels == i))
+    if not len(index):
+        continue
+    chosen = rng.choice(index, size=min(per_row, len(index)), replace=False)
+    st.markdown(f"{EMOJI[name]} **{name}** ({len(index):,})")
+    st.image([data.images[j] for j in chosen], width=72)
+
+st.subheader("Mean face per class")
+means = [data.images[data.split_mask("train") & (data.labels == i)].mean(0) for i in range(7)]
+cols = st.columns(7)
+for col, name, mean in zip(cols, CLASSES, means):
+    if np.isfinite(mean).all():
+        col.image(mean.astype(np.uint8), caption=name, width="stretch")
+
+st.subheader("Pixel intensity per class")
+train = data.split("train")
+st.plotly_chart(charts.intensity_histograms(train.images, train.labels), width="stretch")
+
+st.subheader("Dataset quirks")
+q1, q2 = st.columns(2)
+with q1:
+    st.markdown(
+        f"**Exact duplicates**: {report.duplicates_within} within splits, "
+        f"{report.duplicates_across} across; "
+        f"{report.conflicting_duplicate_groups} groups carry conflicting labels."
+    )
+    conflicting = [g for g in report.duplicate_groups if g.conflicting][:4]
+    for group in conflicting:
+        captions = [
+            f"{lab} ({SPLITS[data.splits[i]].replace('_', ' ')})"
+            for i, lab in zip(group.indices, group.labels)
+        ]
+        st.image([data.images[i] for i in group.indices[:4]], caption=captions[:4], width=72)
+with q2:
+    st.markdown(f"**Blank images** (a single grey level): {report.blank_by_split}")
+    if report.blank_indices:
+        st.image(
+            [data.images[i] for i in report.blank_indices[:8]],
+            caption=[CLASSES[data.labels[i]] for i in report.blank_indices[:8]],
+            width=60,
+        )
+
+ferplus = state.ferplus_path(data.source)
+st.subheader("FER+ agreement")
+if ferplus is None:
+    st.caption(
+        "Put Microsoft's FER+ labels (`fer2013new.csv`) next to the dataset to compare "
+        "FER2013's labels with the FER+ majority vote of 10 annotators."
+    )
+elif (data.rows < 0).all():
+    st.caption("This dataset's images carry no CSV row index, so FER+ labels cannot be matched.")
+else:
+    from fer_core.data import load_ferplus
+    from fer_core.evaluate import confusion_matrix
+
+    votes = load_ferplus(ferplus)
+    has = np.array([int(r) in votes for r in data.rows])
+    fer = data.labels[has]
+    plus = np.array([votes[int(r)] for r in data.rows[has]])
+    agree = float((fer == plus).mean())
+    st.metric(
+        "Faces where FER2013 and the FER+ majority agree",
+        f"{agree:.1%}",
+        help=f"{has.sum():,} faces with a FER+ majority in one of the 7 classes",
+    )
+    cm = confusion_matrix(fer, plus, 7)
+    norm = cm / np.maximum(cm.sum(1, keepdims=True), 1)
+    fig = charts.confusion(norm.tolist(), list(CLASSES), normalized=True)
+    fig.update_layout(xaxis_title="FER+ majority", yaxis_title="FER2013 label")
+    st.plotly_chart(fig, width="stretch")

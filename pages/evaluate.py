@@ -1,0 +1,131 @@
+"""Evaluate: accuracy, macro-F1, per-class report, confusion matrix, and the faces a model gets wrong."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from fer_core.evaluate import Mistake
+from fer_core.labels import CLASSES
+from fer_core.saliency import grad_cam, overlay
+from ui import charts, state
+
+st.title("🔍 Evaluate")
+
+
+def show_metrics(result: dict) -> None:
+    c = st.columns(4)
+    c[0].metric("Accuracy", f"{result['accuracy']:.2%}")
+    c[1].metric("Macro-F1", f"{result['macro_f1']:.3f}")
+    c[2].metric("Faces", f"{result['n']:,}")
+    c[3].metric("Test-time augmentation", result.get("tta", "none"))
+    left, right = st.columns([1, 1])
+    with left:
+        st.markdown("**Per-class report**")
+        table = pd.DataFrame(result["per_class"]).T
+        table["support"] = table["support"].astype(int)
+        st.dataframe(
+            table.style.format({"precision": "{:.1%}", "recall": "{:.1%}", "f1": "{:.3f}"}),
+            width="stretch",
+        )
+        st.plotly_chart(charts.per_class_report(result["per_class"]), width="stretch")
+    with right:
+        normalized = st.toggle("Normalise rows (recall per class)", value=True)
+        matrix = result["confusion_matrix_normalized" if normalized else "confusion_matrix"]
+        st.plotly_chart(charts.confusion(matrix, result["classes"], normalized), width="stretch")
+
+
+def downloads(result: dict, name: str) -> None:
+    slim = {k: v for k, v in result.items() if k != "misclassified"}
+    slim["misclassified"] = result["misclassified"][:200]
+    c1, c2 = st.columns(2)
+    c1.download_button(
+        "⬇ Metrics (JSON)", json.dumps(slim, indent=1), f"{name}_metrics.json", "application/json"
+    )
+    per_class = pd.DataFrame(result["per_class"]).T.rename_axis("class").reset_index()
+    c2.download_button(
+        "⬇ Per-class report (CSV)",
+        per_class.to_csv(index=False),
+        f"{name}_per_class.csv",
+        "text/csv",
+    )
+
+
+ckpt, model_error = state.get_checkpoint()
+if ckpt is None:
+    st.error(model_error)
+    st.stop()
+data, data_error = state.get_data()
+
+if data is None:
+    stored = ckpt.metrics.get("public_test")
+    st.info(
+        data_error
+        or "No dataset loaded: below is the evaluation stored with the model when it "
+        "was saved. Add FER2013 on the Data page to evaluate on any split and browse mistakes."
+    )
+    st.page_link("pages/data.py", label="Add FER2013", icon="📊")
+    if stored:
+        st.subheader(f"Stored evaluation: {ckpt.name} on PublicTest")
+        show_metrics(stored)
+    else:
+        st.caption("This model carries no stored evaluation.")
+    st.stop()
+
+c1, c2 = st.columns([2, 1])
+splits = [s for s in data.available_splits() if s != "train"] + ["train"]
+split = c1.selectbox("Split", splits, index=0)
+tta = c2.selectbox(
+    "Test-time augmentation",
+    ["flip", "none", "crops"],
+    index=0,
+    help="flip: image + mirror (the default). crops: ten views (shifts and mirrors)",
+)
+model_path = state.active_model_path()
+st.caption(f"Model: `{ckpt.name}` ({ckpt.arch}); change it in the sidebar.")
+result = state.evaluation(
+    model_path,
+    state.stamp(model_path),
+    state.active_data_path(),
+    state.stamp(state.active_data_path()),
+    split,
+    tta,
+)
+show_metrics(result)
+downloads(result, f"{ckpt.name}_{split}")
+
+st.subheader("Mistakes")
+mistakes = [Mistake(**m) for m in result["misclassified"]]
+pairs = pd.Series([(m.true, m.pred) for m in mistakes]).value_counts()
+if pairs.empty:
+    st.success("No mistakes on this split.")
+    st.stop()
+top_true, top_pred = pairs.index[0]
+c1, c2, c3 = st.columns([1, 1, 1])
+true = c1.selectbox("True class", CLASSES, index=CLASSES.index(top_true))
+pred = c2.selectbox(
+    "Predicted as",
+    [c for c in CLASSES if c != true],
+    index=[c for c in CLASSES if c != true].index(top_pred) if top_pred != true else 0,
+)
+saliency = c3.toggle("Grad-CAM saliency", value=True)
+cell = [m for m in mistakes if m.true == true and m.pred == pred]
+st.caption(f"{len(cell)} faces of class **{true}** predicted as **{pred}**, most confident first.")
+subset = data.split(split)
+shown = cell[:24]
+if shown:
+    faces = np.stack([subset.images[m.index] for m in shown])
+    cams = grad_cam(ckpt.model, faces, ckpt.mean, ckpt.std) if saliency else None
+    cols = st.columns(6)
+    for i, m in enumerate(shown):
+        with cols[i % 6], st.container(border=True):
+            st.image(overlay(faces[i], cams[i]) if cams is not None else faces[i], width="stretch")
+            st.caption(
+                f"{pred} {m.confidence:.0%} · true {true} {m.probs[true]:.0%}"
+                + (f" · row {m.row}" if m.row >= 0 else "")
+            )
+            with st.popover("probabilities"):
+                st.plotly_chart(
+                    charts.probabilities(m.probs), width="stretch", key=f"probs_{split}_{m.index}"
+                )

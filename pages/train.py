@@ -1,0 +1,247 @@
+"""Train: configure a run, start it in the background, watch it live, stop it, compare past runs."""
+
+from dataclasses import replace
+
+import pandas as pd
+import streamlit as st
+import torch
+
+from fer_core.augment import AugmentConfig
+from fer_core.models import ARCHITECTURES
+from fer_core.recipes import RECIPES, get_recipe
+from fer_core.runs import BEST_FILE, DataSelection, list_runs
+from fer_core.train import OPTIMIZERS, SCHEDULERS
+from ui import charts, state
+from ui.training import TrainingManager
+
+st.title("🏋️ Train")
+
+
+@st.cache_resource
+def manager() -> TrainingManager:
+    """One manager per server: at most one training run at a time, shared by every session."""
+    return TrainingManager()
+
+
+def session_id() -> str:
+    ctx = st.runtime.scriptrunner.get_script_run_ctx() if st.runtime.exists() else None
+    return ctx.session_id if ctx else "local"
+
+
+def devices() -> list[str]:
+    found = ["auto", "cpu"]
+    if torch.cuda.is_available():
+        found.append("cuda")
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        found.append("mps")
+    return found
+
+
+def config_form(n_train: int) -> tuple | None:
+    """The run settings as plain values; None until Start is pressed."""
+    preset = st.selectbox(
+        "Start from recipe",
+        list(RECIPES),
+        index=0,
+        format_func=lambda k: f"{k}: {RECIPES[k].description}",
+    )
+    recipe = get_recipe(preset)
+    cfg = recipe.config
+    with st.form("train_config"):
+        c1, c2, c3, c4 = st.columns(4)
+        arch = c1.selectbox(
+            "Architecture",
+            list(ARCHITECTURES),
+            index=list(ARCHITECTURES).index(recipe.arch),
+            help="\n".join(f"{k}: {v.description}" for k, v in ARCHITECTURES.items()),
+        )
+        epochs = c2.number_input("Epochs", 1, 500, min(cfg.epochs, 30))
+        batch = c3.select_slider("Batch size", [16, 32, 64, 128, 256, 512], value=cfg.batch_size)
+        lr = c4.number_input("Learning rate", 1e-6, 1.0, cfg.lr, format="%.5f")
+        c1, c2, c3, c4 = st.columns(4)
+        optimizer = c1.selectbox("Optimizer", OPTIMIZERS, index=OPTIMIZERS.index(cfg.optimizer))
+        scheduler = c2.selectbox("Scheduler", SCHEDULERS, index=SCHEDULERS.index(cfg.scheduler))
+        weight_decay = c3.number_input("Weight decay", 0.0, 1.0, cfg.weight_decay, format="%.5f")
+        smoothing = c4.slider("Label smoothing", 0.0, 0.3, cfg.label_smoothing, 0.05)
+        st.markdown("**Augmentation** (batched, on the training device)")
+        a = cfg.augment
+        c1, c2, c3, c4 = st.columns(4)
+        flip = c1.checkbox("Horizontal flip", value=a.hflip > 0)
+        rotation = c2.slider("Rotation (°)", 0, 30, int(a.rotation))
+        translate = c3.slider("Translation", 0.0, 0.2, float(a.translate), 0.02)
+        erasing = c4.slider("Random erasing p", 0.0, 1.0, float(a.erasing), 0.1)
+        c1, c2, c3, c4 = st.columns(4)
+        crop = c1.checkbox("Random resized crop", value=a.crop_scale != (1.0, 1.0))
+        jitter = c2.slider(
+            "Brightness / contrast", 0.0, 0.4, float(max(a.brightness, a.contrast)), 0.05
+        )
+        noise = c3.slider("Gaussian noise σ", 0.0, 0.1, float(a.noise), 0.01)
+        mixup = c4.slider("Mixup α (0 = off)", 0.0, 1.0, float(cfg.mixup_alpha), 0.1)
+        st.markdown("**Imbalance, stopping, data**")
+        c1, c2, c3, c4 = st.columns(4)
+        weighting = c1.selectbox(
+            "Class weighting",
+            ["none", "inverse", "effective"],
+            index=["none", "inverse", "effective"].index(recipe.class_weighting),
+        )
+        patience = c2.number_input("Early stopping patience (0 = off)", 0, 100, cfg.early_stopping)
+        limit = c3.number_input(
+            "Training subset (images)",
+            100,
+            n_train,
+            min(n_train, 6000),
+            step=500,
+            help="A stratified subset keeps CPU runs short; use all for the best model",
+        )
+        val = c4.selectbox(
+            "Validation",
+            ["public_test", "0.1 of train"],
+            help="Models are selected on PublicTest or a split of Training, never on PrivateTest",
+        )
+        device = st.selectbox("Device", devices())
+        started = st.form_submit_button("▶ Start training", type="primary")
+    if not started:
+        return None
+    augment = AugmentConfig(
+        hflip=0.5 if flip else 0.0,
+        rotation=float(rotation),
+        translate=float(translate),
+        crop_scale=(0.8, 1.0) if crop else (1.0, 1.0),
+        crop_ratio=(0.9, 1.1) if crop else (1.0, 1.0),
+        brightness=jitter,
+        contrast=jitter,
+        noise=noise,
+        erasing=erasing,
+    )
+    config = replace(
+        cfg,
+        epochs=int(epochs),
+        batch_size=int(batch),
+        lr=float(lr),
+        optimizer=optimizer,
+        scheduler=scheduler,
+        weight_decay=float(weight_decay),
+        label_smoothing=float(smoothing),
+        augment=augment,
+        mixup_alpha=float(mixup),
+        cutmix_alpha=cfg.cutmix_alpha if mixup else 0.0,
+        early_stopping=int(patience),
+        device=device,
+    )
+    selection = DataSelection(
+        val="public_test" if val == "public_test" else 0.1,
+        limit=int(limit) if limit < n_train else None,
+    )
+    return replace(recipe, arch=arch, config=config, class_weighting=weighting), selection
+
+
+@st.fragment(run_every=1.0)
+def live_view() -> None:
+    run = manager().snapshot()
+    if run.status == "idle":
+        st.caption("No run yet on this server.")
+        return
+    head, button = st.columns([4, 1])
+    icon = {
+        "running": "🟢",
+        "starting": "🟡",
+        "stopping": "🟠",
+        "finished": "✅",
+        "stopped": "⏹️",
+        "failed": "❌",
+    }.get(run.status, "")
+    head.markdown(
+        f"{icon} **{run.status.title()}**: `{run.arch}` in `{run.run_dir.split('/')[-1]}`"
+    )
+    if run.active and button.button(
+        "⏹ Stop", help="Finishes the current batch; finished epochs are kept"
+    ):
+        manager().stop()
+        st.rerun(scope="fragment")
+    if run.active and run.batches:
+        done = ((run.epoch - 1) * run.batches + run.batch) / max(1, run.epochs * run.batches)
+        eta = f"{run.eta_s / 60:.1f} min" if run.eta_s >= 60 else f"{run.eta_s:.0f} s"
+        st.progress(
+            min(1.0, done),
+            text=f"Epoch {run.epoch}/{run.epochs}, batch {run.batch}/"
+            f"{run.batches} · loss {run.loss:.3f} · {run.images_per_s:,.0f} img/s · ETA {eta}",
+        )
+    elif run.active:
+        st.progress(0.0, text="Preparing data and model…")
+    if run.message:
+        (st.error if run.status == "failed" else st.success)(run.message)
+    if run.history:
+        last = run.history[-1]
+        best = max(run.history, key=lambda h: h["val_acc"])
+        c = st.columns(4)
+        c[0].metric("Epochs done", f"{len(run.history)}/{run.epochs}")
+        c[1].metric("Validation accuracy", f"{last['val_acc']:.1%}")
+        c[2].metric("Best so far", f"{best['val_acc']:.1%}", help=f"epoch {best['epoch']}")
+        c[3].metric("Validation macro-F1", f"{last['val_macro_f1']:.3f}")
+        st.plotly_chart(charts.history(run.history), width="stretch", key="live_history")
+
+
+data, error = state.get_data()
+if data is None:
+    st.info(error or "Training needs FER2013: add it on the Data page first.")
+    st.page_link("pages/data.py", label="Add FER2013", icon="📊")
+else:
+    n_train = int(data.split_mask("train").sum())
+    with st.expander("New run", expanded=not manager().snapshot().active):
+        chosen = config_form(max(n_train, 100))
+    if chosen is not None:
+        recipe, selection = chosen
+        ok, message = manager().start(data, recipe, selection, state.runs_dir(), session_id())
+        (st.success if ok else st.warning)(message)
+
+st.subheader("Live run")
+live_view()
+
+st.subheader("Past runs")
+runs = list_runs(state.runs_dir())
+if not runs:
+    st.caption("Finished and stopped runs appear here, with their best checkpoints.")
+else:
+    table = pd.DataFrame(
+        [
+            {
+                "run": r.name,
+                "architecture": r.arch,
+                "status": r.status,
+                "epochs": f"{r.epochs_done}/{r.epochs}",
+                "best val acc": r.best_val_acc,
+                "best val macro-F1": r.best_val_macro_f1,
+                "train images": r.record.get("n_train"),
+                "validation": r.record.get("val"),
+            }
+            for r in runs
+        ]
+    )
+    st.dataframe(
+        table,
+        width="stretch",
+        hide_index=True,
+        column_config={
+            "best val acc": st.column_config.ProgressColumn(
+                format="percent", min_value=0, max_value=1
+            )
+        },
+    )
+    chosen_runs = st.multiselect(
+        "Compare", [r.name for r in runs], default=[r.name for r in runs[:3]]
+    )
+    if chosen_runs:
+        by_name = {r.name: r.history for r in runs if r.name in chosen_runs and r.history}
+        metric = st.segmented_control(
+            "Metric", ["val_acc", "val_macro_f1", "val_loss", "train_loss"], default="val_acc"
+        )
+        st.plotly_chart(charts.compare_runs(by_name, metric or "val_acc"), width="stretch")
+    usable = [r for r in runs if (r.path / BEST_FILE).exists()]
+    if usable:
+        c1, c2 = st.columns([3, 1])
+        pick = c1.selectbox(
+            "Use a run's best checkpoint as the active model", [r.name for r in usable]
+        )
+        if c2.button("Make active"):
+            state.set_model_path(str(next(r for r in usable if r.name == pick).path / BEST_FILE))
+            st.success(f"{pick} is now the active model (see the sidebar).")

@@ -1,0 +1,59 @@
+"""FER Studio: the router and the shared sidebar (active dataset, active model). Pages do the rest."""
+
+from pathlib import Path
+
+import streamlit as st
+
+from ui import state
+
+st.set_page_config(page_title="FER Studio", page_icon="🙂", layout="wide")
+
+PAGES = Path(__file__).parent / "pages"
+pages = [
+    st.Page(PAGES / "home.py", title="Home", icon="🏠", default=True),
+    st.Page(PAGES / "data.py", title="Data", icon="📊"),
+    st.Page(PAGES / "train.py", title="Train", icon="🏋️"),
+    st.Page(PAGES / "evaluate.py", title="Evaluate", icon="🔍"),
+    st.Page(PAGES / "predict.py", title="Predict", icon="📷"),
+]
+navigation = st.navigation(pages)
+
+
+def sidebar() -> None:
+    with st.sidebar:
+        st.markdown("### Active dataset")
+        data, error = state.get_data()
+        if data is not None:
+            st.caption(
+                f"`{Path(data.source).name}`: {len(data):,} faces, "
+                f"splits {', '.join(data.available_splits())}"
+            )
+        elif error:
+            st.error(error, icon="⚠️")
+        else:
+            st.caption("None yet. Add FER2013 on the **Data** page.")
+
+        st.markdown("### Active model")
+        choices = state.model_choices()
+        if not choices:
+            st.caption("No model yet: train one on the **Train** page.")
+            return
+        paths = list(choices.values())
+        current = state.active_model_path()
+        index = paths.index(current) if current in paths else 0
+        label = st.selectbox("Model", list(choices), index=index, label_visibility="collapsed")
+        state.set_model_path(choices[label])
+        ckpt, error = state.get_checkpoint()
+        if ckpt is None:
+            st.error(error, icon="⚠️")
+        else:
+            public = ckpt.metrics.get("public_test", {})
+            acc = public.get("accuracy", ckpt.metrics.get("val_acc"))
+            st.caption(
+                f"{ckpt.arch}, {ckpt.num_parameters / 1e6:.1f}M parameters"
+                + (f", validation accuracy {acc:.1%}" if acc is not None else "")
+            )
+
+
+sidebar()
+navigation.run()

@@ -1,0 +1,181 @@
+"""Session-state keys, app folders, and cached access to datasets, checkpoints and predictors."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import streamlit as st
+
+from fer_core.checkpoint import DEFAULT_CHECKPOINT, Checkpoint, load_checkpoint
+from fer_core.data import FerData, load_dataset
+from fer_core.errors import FerError
+from fer_core.predict import Predictor
+
+# Session-state keys, named in one place.
+DATA_PATH = "data_path"
+MODEL_PATH = "model_path"
+UPLOADED_DATA = "uploaded_data"
+SAMPLE_SEED = "sample_seed"
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def app_dir() -> Path:
+    """Where the app keeps runs and uploaded datasets: $FER_APP_DIR, else ~/.cache/fer_core/app."""
+    env = os.environ.get("FER_APP_DIR")
+    path = Path(env) if env else Path.home() / ".cache" / "fer_core" / "app"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def runs_dir() -> Path:
+    path = app_dir() / "runs"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def upload_dir() -> Path:
+    """Uploaded datasets live in a temporary folder of this server process, never in the repo."""
+    path = Path(tempfile.gettempdir()) / f"fer_uploads_{os.getpid()}"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+# ----------------------------------------------------------------------------- dataset
+
+
+def default_data_path() -> str:
+    return os.environ.get("FER_DATA", "")
+
+
+def active_data_path() -> str:
+    if DATA_PATH not in st.session_state:
+        st.session_state[DATA_PATH] = default_data_path()
+    return st.session_state[DATA_PATH]
+
+
+def set_data_path(path: str) -> None:
+    st.session_state[DATA_PATH] = path
+
+
+@st.cache_resource(show_spinner="Loading the dataset…", max_entries=2)
+def _load_data(path: str, stamp: float) -> FerData:
+    del stamp  # part of the cache key: a changed file is loaded again
+    return load_dataset(path)
+
+
+def get_data(path: str | None = None) -> tuple[FerData | None, str | None]:
+    """(data, None) or (None, friendly error). No path gives (None, None)."""
+    path = active_data_path() if path is None else path
+    if not path:
+        return None, None
+    try:
+        stamp = Path(path).stat().st_mtime
+    except OSError:
+        return None, f"Dataset not found: {path}"
+    try:
+        return _load_data(path, stamp), None
+    except FerError as exc:
+        return None, str(exc)
+
+
+# ----------------------------------------------------------------------------- models
+
+
+def active_model_path() -> str:
+    if MODEL_PATH not in st.session_state:
+        st.session_state[MODEL_PATH] = str(DEFAULT_CHECKPOINT)
+    return st.session_state[MODEL_PATH]
+
+
+def set_model_path(path: str) -> None:
+    st.session_state[MODEL_PATH] = path
+
+
+@st.cache_resource(show_spinner="Loading the model…", max_entries=4)
+def _load_checkpoint(path: str, stamp: float) -> Checkpoint:
+    del stamp
+    return load_checkpoint(path)
+
+
+def get_checkpoint(path: str | None = None) -> tuple[Checkpoint | None, str | None]:
+    path = active_model_path() if path is None else path
+    try:
+        stamp = Path(path).stat().st_mtime
+    except OSError:
+        return None, f"Model not found: {path}"
+    try:
+        return _load_checkpoint(path, stamp), None
+    except FerError as exc:
+        return None, str(exc)
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _predictor(path: str, stamp: float) -> Predictor:
+    return Predictor(_load_checkpoint(path, stamp))
+
+
+def get_predictor(path: str | None = None) -> tuple[Predictor | None, str | None]:
+    ckpt, error = get_checkpoint(path)
+    if ckpt is None:
+        return None, error
+    path = active_model_path() if path is None else path
+    return _predictor(path, Path(path).stat().st_mtime), None
+
+
+def model_choices() -> dict[str, str]:
+    """Label -> checkpoint path: the shipped model, then every run with a best checkpoint."""
+    from fer_core.runs import BEST_FILE, list_runs
+
+    choices = {}
+    if DEFAULT_CHECKPOINT.exists():
+        choices["Shipped model"] = str(DEFAULT_CHECKPOINT)
+    for run in list_runs(runs_dir()):
+        best = run.path / BEST_FILE
+        if best.exists():
+            acc = f" ({run.best_val_acc:.1%})" if run.best_val_acc is not None else ""
+            choices[f"Run {run.name}{acc}"] = str(best)
+    return choices
+
+
+@st.cache_resource(show_spinner="Analysing the dataset…", max_entries=2)
+def _report(path: str, stamp: float):
+    from fer_core.report import build_report
+
+    return build_report(_load_data(path, stamp))
+
+
+def get_report(path: str | None = None):
+    """The dataset report of the active (or given) dataset, cached; None without data."""
+    path = active_data_path() if path is None else path
+    data, _ = get_data(path)
+    if data is None:
+        return None
+    return _report(path, Path(path).stat().st_mtime)
+
+
+def ferplus_path(data_path: str) -> Path | None:
+    """FER+ labels next to the dataset, if the user has them."""
+    folder = Path(data_path).parent if Path(data_path).is_file() else Path(data_path)
+    for name in ("ferplus_fer2013new.csv", "fer2013new.csv"):
+        if (folder / name).is_file():
+            return folder / name
+    return None
+
+
+@st.cache_data(show_spinner="Evaluating…", max_entries=8)
+def evaluation(
+    model_path: str, model_stamp: float, data_path: str, data_stamp: float, split: str, tta: str
+) -> dict:
+    """The evaluation of a model on a split, as fer_core.evaluate returns it (all mistakes)."""
+    from fer_core.evaluate import evaluate_checkpoint
+
+    ckpt = _load_checkpoint(model_path, model_stamp)
+    result, _ = evaluate_checkpoint(ckpt, _load_data(data_path, data_stamp), split, tta=tta)
+    return result.to_dict(max_mistakes=None)
+
+
+def stamp(path: str) -> float:
+    return Path(path).stat().st_mtime

@@ -1,0 +1,184 @@
+"""One background training run per server, watched by any session through a lock-protected snapshot.
+
+The worker thread never calls st.*: the trainer's callbacks write progress into `TrainingManager`,
+and the Train page reads `snapshot()` from an `st.fragment(run_every=...)`. Because the manager is
+a process-wide resource, a run survives page changes and browser refreshes: the page reattaches.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+import time
+import traceback
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from fer_core.data import FerData
+from fer_core.errors import FerError
+from fer_core.recipes import Recipe
+from fer_core.runs import DataSelection, new_run_dir, train_run
+from fer_core.train import BatchProgress, Callback, EpochMetrics, Trainer
+
+
+@dataclass
+class LiveRun:
+    status: str = "idle"  # idle | starting | running | stopping | finished | stopped | failed
+    run_dir: str = ""
+    arch: str = ""
+    owner: str = ""
+    started: float = 0.0
+    epoch: int = 0
+    epochs: int = 0
+    batch: int = 0
+    batches: int = 0
+    loss: float = 0.0
+    images_per_s: float = 0.0
+    eta_s: float = 0.0
+    history: list[dict] = field(default_factory=list)
+    message: str = ""
+
+    @property
+    def active(self) -> bool:
+        return self.status in ("starting", "running", "stopping")
+
+
+class _Feed(Callback):
+    def __init__(self, manager: TrainingManager) -> None:
+        self.manager = manager
+
+    def on_train_start(self, trainer: Trainer) -> None:
+        self.manager._update(
+            status="running",
+            epochs=trainer.config.epochs,
+            history=[asdict(m) for m in trainer.history],
+        )
+
+    def on_batch_end(self, trainer: Trainer, p: BatchProgress) -> None:
+        self.manager._update(
+            epoch=p.epoch,
+            epochs=p.epochs,
+            batch=p.batch,
+            batches=p.batches,
+            loss=p.loss,
+            images_per_s=p.images_per_s,
+            eta_s=p.eta_s,
+        )
+
+    def on_epoch_end(self, trainer: Trainer, m: EpochMetrics) -> None:
+        with self.manager._lock:
+            self.manager._run.history.append(asdict(m))
+
+
+class TrainingManager:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._run = LiveRun()
+        self._trainer: Trainer | None = None
+        self._thread: threading.Thread | None = None
+
+    def snapshot(self) -> LiveRun:
+        with self._lock:
+            return copy.deepcopy(self._run)
+
+    def start(
+        self,
+        data: FerData,
+        recipe: Recipe,
+        selection: DataSelection,
+        runs_root: Path,
+        owner: str,
+        arch_kwargs: dict | None = None,
+    ) -> tuple[bool, str]:
+        """Start a run in the background; (False, reason) if one is already going."""
+        with self._lock:
+            if self._run.active:
+                since = time.strftime("%H:%M:%S", time.localtime(self._run.started))
+                who = "you" if self._run.owner == owner else "another session"
+                return False, (
+                    f"A training run is already in progress (started by {who} at "
+                    f"{since}). One run at a time per server: watch it below, or "
+                    "wait for it to finish."
+                )
+            run_dir = new_run_dir(runs_root, recipe.arch)
+            self._run = LiveRun(
+                status="starting",
+                run_dir=str(run_dir),
+                arch=recipe.arch,
+                owner=owner,
+                started=time.time(),
+                epochs=recipe.config.epochs,
+            )
+            self._trainer = None
+        self._thread = threading.Thread(
+            target=self._work,
+            args=(data, recipe, selection, run_dir, arch_kwargs),
+            name="fer-training",
+            daemon=True,
+        )
+        self._thread.start()
+        return True, f"Training started in {run_dir.name}."
+
+    def stop(self) -> None:
+        """Ask the run to stop; the current batch finishes, finished epochs are kept."""
+        with self._lock:
+            if not self._run.active:
+                return
+            self._run.status = "stopping"
+            trainer = self._trainer
+        if trainer is not None:
+            trainer.request_stop()
+
+    def wait(self, timeout: float | None = None) -> None:
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    # ------------------------------------------------------------------ worker side
+
+    def _attach(self, trainer: Trainer) -> None:
+        with self._lock:
+            self._trainer = trainer
+            stop_now = self._run.status == "stopping"
+        if stop_now:
+            trainer.request_stop()
+
+    def _update(self, **changes) -> None:
+        with self._lock:
+            for key, value in changes.items():
+                if key == "status" and self._run.status == "stopping":
+                    continue  # a pending stop is not overwritten by progress
+                setattr(self._run, key, value)
+
+    def _work(self, data, recipe, selection, run_dir, arch_kwargs) -> None:
+        try:
+            _, result = train_run(
+                data,
+                recipe,
+                run_dir,
+                selection,
+                [_Feed(self)],
+                arch_kwargs=arch_kwargs,
+                command="streamlit app",
+                trainer_hook=self._attach,
+            )
+            status = "stopped" if result.stopped else "finished"
+            note = (
+                f"Stopped after {len(result.history)} finished epoch(s)."
+                if result.stopped
+                else f"Finished {len(result.history)} epochs in {result.seconds:.0f} s."
+            )
+            if result.early_stopped:
+                note = f"Early stopping after {len(result.history)} epochs."
+            with self._lock:
+                self._run.status, self._run.message = status, note
+        except (FerError, ValueError) as exc:
+            with self._lock:
+                self._run.status, self._run.message = "failed", str(exc)
+        except Exception as exc:  # surfaced to the user as one line, logged in full for us
+            traceback.print_exc()
+            with self._lock:
+                self._run.status = "failed"
+                self._run.message = f"Training failed: {type(exc).__name__}: {exc}"
+        finally:
+            with self._lock:
+                self._trainer = None

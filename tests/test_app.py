@@ -1,0 +1,160 @@
+"""The real app through Streamlit's AppTest: every page, an upload, a training run started and stopped."""
+
+from __future__ import annotations
+
+import io
+import time
+
+import numpy as np
+import pytest
+from conftest import CSV_PATH, REPO
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+from test_faces_predict import scene_with_face
+
+from fer_core.checkpoint import DEFAULT_CHECKPOINT
+from fer_core.labels import CLASSES
+
+PAGES = [
+    "pages/home.py",
+    "pages/data.py",
+    "pages/train.py",
+    "pages/evaluate.py",
+    "pages/predict.py",
+]
+
+
+@pytest.fixture()
+def app_env(tmp_path, monkeypatch):
+    monkeypatch.setenv("FER_APP_DIR", str(tmp_path / "app"))
+    monkeypatch.setenv("FER_ICE_SERVERS", "[]")
+    return tmp_path
+
+
+def open_page(page: str, data: str | None) -> AppTest:
+    at = AppTest.from_file(str(REPO / "streamlit_app.py"), default_timeout=300)
+    if data is not None:
+        at.session_state["data_path"] = data
+    at.run()
+    if page != "pages/home.py":
+        at.switch_page(page)
+        at.run()
+    return at
+
+
+def by_label(widgets, label: str):
+    for widget in widgets:
+        if widget.label == label:
+            return widget
+    raise AssertionError(f"no widget labelled {label!r}: {[w.label for w in widgets]}")
+
+
+def texts(at: AppTest) -> str:
+    parts = [m.value for m in at.markdown] + [c.value for c in at.caption]
+    parts += [str(m.value) for m in at.metric] + [m.label for m in at.metric]
+    return "\n".join(parts)
+
+
+def test_shipped_model_exists():
+    assert DEFAULT_CHECKPOINT.exists(), "the shipped model must be committed in checkpoints/"
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_renders_with_data(app_env, csv_data, page):
+    at = open_page(page, str(CSV_PATH))
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_renders_without_data(app_env, monkeypatch, page):
+    monkeypatch.delenv("FER_DATA", raising=False)
+    at = open_page(page, None)
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+
+
+def test_home_shows_model_card_numbers(app_env, csv_data):
+    at = open_page("pages/home.py", str(CSV_PATH))
+    assert "PublicTest accuracy" in texts(at)
+
+
+def test_evaluate_without_data_shows_stored_evaluation(app_env, monkeypatch):
+    monkeypatch.delenv("FER_DATA", raising=False)
+    at = open_page("pages/evaluate.py", None)
+    assert "Stored evaluation" in "\n".join(s.value for s in at.subheader)
+    assert "Accuracy" in texts(at)
+
+
+def test_bad_dataset_path_is_a_friendly_error(app_env):
+    at = open_page("pages/data.py", "/nonexistent/fer2013.csv")
+    assert not at.exception
+    assert any("not found" in e.value for e in at.error)
+
+
+def _png(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_upload_gives_predictions(app_env, csv_data):
+    at = open_page("pages/predict.py", None)
+    face = csv_data.split("public_test").images[0]
+    uploader = at.file_uploader[0]
+    uploader.set_value(
+        [
+            ("scene.png", _png(scene_with_face(face)), "image/png"),
+            ("junk.png", b"not an image at all", "image/png"),
+        ]
+    )
+    at.run()
+    assert not at.exception
+    body = texts(at)
+    assert "scene.png" in body
+    assert any(f"{c}**" in body for c in CLASSES), body  # a face labelled with its emotion
+    assert any("junk.png" in e.value and "not a readable image" in e.value for e in at.error)
+
+
+def test_upload_as_face_crop(app_env, csv_data):
+    at = open_page("pages/predict.py", None)
+    by_label(at.toggle, "Treat each image as one face").set_value(True)
+    at.run()
+    crop = csv_data.split("public_test").images[5]
+    at.file_uploader[0].set_value(("crop.png", _png(crop), "image/png"))
+    at.run()
+    assert not at.exception
+    assert sum(f"{c}**" in m.value for m in at.markdown for c in CLASSES) == 1  # exactly one face
+
+
+def test_tiny_training_run_starts_reports_progress_and_stops(app_env, csv_data):
+    at = open_page("pages/train.py", str(CSV_PATH))
+    by_label(at.number_input, "Epochs").set_value(50)
+    by_label(at.number_input, "Training subset (images)").set_value(600)
+    by_label(at.selectbox, "Device").set_value("cpu")
+    by_label(at.button, "▶ Start training").click()
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("Training started" in s.value for s in at.success)
+    # progress: wait until at least one epoch has finished and shows in the live view
+    deadline = time.time() + 240
+    while time.time() < deadline:
+        at.run()
+        if "Epochs done" in texts(at) and not any(m.value.startswith("0/") for m in at.metric):
+            break
+        time.sleep(1)
+    assert "Epochs done" in texts(at), texts(at)
+    assert at.get("progress"), "a progress bar is shown while training"
+    # a second start is refused while the first runs
+    by_label(at.button, "▶ Start training").click()
+    at.run()
+    assert any("already in progress" in w.value for w in at.warning)
+    by_label(at.button, "⏹ Stop").click()
+    at.run()
+    deadline = time.time() + 120
+    while time.time() < deadline and "Stopped" not in texts(at):
+        time.sleep(1)
+        at.run()
+    assert "Stopped" in texts(at)
+    runs = list((app_env / "app" / "runs").iterdir())
+    assert len(runs) == 1 and (runs[0] / "best.pt").exists() and (runs[0] / "history.json").exists()

@@ -1,0 +1,227 @@
+"""A real headless Chromium against a real server: what AppTest cannot reach (charts, webcam)."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from conftest import CSV_PATH, REPO
+from test_faces_predict import scene_with_face
+
+pytestmark = pytest.mark.browser
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-dev-shm-usage",
+]
+ERRORS = "[data-testid=stException], [data-testid=stAlertContentError]"
+PAGES = {
+    "": "FER Studio",
+    "data": "Data",
+    "train": "Train",
+    "evaluate": "Evaluate",
+    "predict": "Predict",
+}
+
+if not Path(CHROMIUM).exists():
+    pytest.fail(
+        "Debian's chromium is required for the browser tests (apt-get install chromium)",
+        pytrace=False,
+    )
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    port = _free_port()
+    env = {
+        **os.environ,
+        "FER_DATA": str(CSV_PATH),
+        "FER_ICE_SERVERS": "[]",
+        "FER_APP_DIR": str(tmp_path_factory.mktemp("app")),
+    }
+    log = open(tmp_path_factory.mktemp("log") / "server.log", "w")  # noqa: SIM115 (outlives the call)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            "streamlit_app.py",
+            "--server.port",
+            str(port),
+            "--server.headless",
+            "true",
+            "--server.address",
+            "127.0.0.1",
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(120):
+        try:
+            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=1).read() == b"ok":
+                break
+        except OSError:
+            time.sleep(0.5)
+    else:
+        proc.kill()
+        pytest.fail("the Streamlit server did not become healthy")
+    yield url
+    proc.terminate()
+    proc.wait(10)
+
+
+@pytest.fixture(scope="module")
+def playwright():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        yield p
+
+
+@pytest.fixture(scope="module")
+def browser(playwright):
+    b = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+    yield b
+    b.close()
+
+
+def _open(browser, url: str, path: str = "", **context):
+    page = browser.new_context(viewport={"width": 1300, "height": 1000}, **context).new_page()
+    page.goto(f"{url}/{path}")
+    page.wait_for_selector("[data-testid=stApp]")
+    page.wait_for_selector(f"h1:has-text('{PAGES[path]}')", timeout=60_000)
+    return page
+
+
+def _settle(page, seconds: float = 60) -> None:
+    """Wait until Streamlit has finished running the script (no running indicator)."""
+    deadline = time.time() + seconds
+    time.sleep(1)
+    while time.time() < deadline:
+        if page.locator("[data-testid=stStatusWidget]").count() == 0:
+            return
+        time.sleep(0.5)
+
+
+@pytest.mark.parametrize("path", list(PAGES))
+def test_page_loads_without_error(server, browser, path, tmp_path):
+    page = _open(browser, server, path)
+    _settle(page, 120)
+    page.screenshot(path=str(tmp_path / f"{path or 'home'}.png"))
+    assert page.locator(ERRORS).count() == 0, page.locator(ERRORS).all_inner_texts()
+    if path == "data":
+        page.wait_for_selector(".js-plotly-plot", timeout=30_000)  # the imbalance chart renders
+    page.context.close()
+
+
+def test_uploaded_photo_shows_boxes_and_probabilities(server, browser, csv_data, tmp_path):
+    photo = tmp_path / "two_faces.png"
+    test = csv_data.split("public_test")
+    scene = scene_with_face(test.images[0], at=(60, 120))
+    scene[120:280, 400:560] = cv2.resize(test.images[1], (160, 160), interpolation=cv2.INTER_CUBIC)
+    cv2.imwrite(str(photo), scene)
+    page = _open(browser, server, "predict")
+    page.locator("input[type=file]").first.set_input_files(str(photo))
+    page.wait_for_selector("text=two_faces.png", timeout=60_000)
+    _settle(page)
+    page.screenshot(path=str(tmp_path / "predict.png"), full_page=True)
+    assert page.locator(ERRORS).count() == 0
+    body = page.inner_text("[data-testid=stMain]")
+    labels = re.findall(r"(angry|disgust|fear|happy|sad|surprise|neutral) \(\d+%\)", body)
+    assert labels, body[:2000]
+    page.wait_for_selector(".js-plotly-plot", timeout=30_000)  # probability bars render
+    assert page.locator(".js-plotly-plot").count() >= len(labels)  # one chart per face
+    assert page.get_by_text("Annotated image").count() >= 1
+
+
+def test_training_chart_grows(server, browser):
+    page = _open(browser, server, "train")
+    page.get_by_role("spinbutton", name="Epochs").fill("40")
+    subset = page.get_by_role("spinbutton", name="Training subset (images)")
+    subset.fill("500")
+    subset.press("Tab")
+    page.get_by_role("button", name="Start training").click()
+    page.wait_for_selector("text=Epochs done", timeout=180_000)
+
+    def epochs_done() -> int:
+        text = page.locator("[data-testid=stMetric]", has_text="Epochs done").inner_text()
+        return int(re.search(r"(\d+)/\d+", text).group(1))
+
+    first = epochs_done()
+    points_first = page.locator(".js-plotly-plot .scatterlayer .point").count()
+    deadline = time.time() + 180
+    while time.time() < deadline and epochs_done() < first + 2:
+        time.sleep(1)
+    assert epochs_done() >= first + 2
+    assert page.locator(".js-plotly-plot .scatterlayer .point").count() > points_first
+    page.get_by_role("button", name="Stop").click()
+    page.wait_for_selector("text=Stopped after", timeout=120_000)
+    assert page.locator(ERRORS).count() == 0
+
+
+def _write_y4m(path: Path, face: np.ndarray, frames: int = 30) -> None:
+    """A 640x480 4:2:0 video of a FER face pasted into a generated scene, for Chromium's fake camera."""
+    gray = scene_with_face(face, size=200, at=(220, 140))
+    y = gray.astype(np.uint8)
+    uv = np.full((240, 320), 128, np.uint8)
+    with open(path, "wb") as f:
+        f.write(b"YUV4MPEG2 W640 H480 F15:1 Ip A1:1 C420jpeg\n")
+        for _ in range(frames):
+            f.write(b"FRAME\n" + y.tobytes() + uv.tobytes() + uv.tobytes())
+
+
+def test_webcam_processes_frames_and_draws_a_label(server, playwright, csv_data, tmp_path):
+    video = tmp_path / "face.y4m"
+    _write_y4m(video, csv_data.split("public_test").images[0])
+    args = [
+        *ARGS,
+        "--use-fake-device-for-media-stream",
+        "--use-fake-ui-for-media-stream",
+        f"--use-file-for-fake-video-capture={video}",
+    ]
+    b = playwright.chromium.launch(executable_path=CHROMIUM, args=args)
+    try:
+        page = b.new_context(
+            viewport={"width": 1300, "height": 1000}, permissions=["camera"]
+        ).new_page()
+        page.goto(f"{server}/predict")
+        page.wait_for_selector("h1:has-text('Predict')", timeout=60_000)
+        page.get_by_role("tab", name=re.compile("Webcam")).click()
+        start = page.frame_locator("iframe[title*=webrtc]").get_by_role(
+            "button", name=re.compile("START", re.I)
+        )
+        start.click(timeout=60_000)
+        page.wait_for_selector("text=Frames per second", timeout=90_000)
+        page.wait_for_selector(
+            "text=/face 1: .*(angry|disgust|fear|happy|sad|surprise|neutral)/", timeout=90_000
+        )
+        metric = page.locator("[data-testid=stMetric]", has_text="Frames per second").inner_text()
+        fps = float(re.findall(r"[\d.]+", metric)[-1])
+        page.screenshot(path=str(tmp_path / "webcam.png"))
+        assert fps > 0
+    finally:
+        b.close()

@@ -25,7 +25,8 @@ FORMAT = "fer_core.checkpoint"
 FORMAT_VERSION = 1
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CHECKPOINT_DIR = REPO_ROOT / "checkpoints"
-DEFAULT_CHECKPOINT = CHECKPOINT_DIR / "fer_model.pt"
+DEFAULT_CHECKPOINT = CHECKPOINT_DIR / "fer_model.pt"  # photos, evaluation, the CLI
+FAST_CHECKPOINT = CHECKPOINT_DIR / "fer_model_fast.pt"  # the live webcam
 _REQUIRED = ("format", "format_version", "arch", "arch_kwargs", "state_dict", "classes")
 
 
@@ -182,7 +183,8 @@ def load_checkpoint(path: str | os.PathLike | None = None, device: str = "cpu") 
         raise CheckpointError(
             f"{path.name}: weights do not fit architecture {arch} ({first[:200]})"
         ) from None
-    model.to(device).eval()
+    # channels_last: oneDNN's fastest CPU convolutions (2-3x at batch 1) and cuDNN's on GPUs.
+    model.to(device).to(memory_format=torch.channels_last).eval()
     return Checkpoint(
         model=model,
         arch=arch,

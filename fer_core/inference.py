@@ -63,9 +63,7 @@ def predict_logits(
         x = to_input(images[start : start + batch_size].to(device), mean, std)
         views = tta_views(x, tta)  # (V, B, 1, H, W)
         v, b = views.shape[:2]
-        flat = views.reshape(v * b, *views.shape[2:])
-        if device.type == "cuda":
-            flat = flat.contiguous(memory_format=torch.channels_last)
+        flat = views.reshape(v * b, *views.shape[2:]).contiguous(memory_format=torch.channels_last)
         with autocast(device, amp):
             logits = model(flat).float()
         probs = logits.softmax(-1).reshape(v, b, -1).mean(0)

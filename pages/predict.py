@@ -144,7 +144,11 @@ def webcam() -> None:
         0.1,
         help="0: every frame on its own. Higher: steadier labels, slower to react",
     )
-    stream = EmotionStream(predictor, smoothing=smoothing)
+    live, live_error = state.get_webcam_predictor()
+    if live is None:
+        st.error(live_error)
+        return
+    stream = EmotionStream(live, smoothing=smoothing)
     try:
         ctx = webrtc_streamer(
             key="fer-webcam",
@@ -160,7 +164,10 @@ def webcam() -> None:
             "Use the Snapshot tab instead."
         )
         return
-    st.caption(f"Connection: {where}. If the video never starts, use the Snapshot tab.")
+    st.caption(
+        f"Model: `{live.ckpt.name}`, no test-time augmentation, fast face detection. "
+        f"Connection: {where}. If the video never starts, use the Snapshot tab."
+    )
 
     @st.fragment(run_every=0.5)
     def live_probs() -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from fer_core.checkpoint import DEFAULT_CHECKPOINT, Checkpoint, load_checkpoint
+from fer_core.checkpoint import DEFAULT_CHECKPOINT, FAST_CHECKPOINT, Checkpoint, load_checkpoint
 from fer_core.data import FerData, load_dataset
 from fer_core.errors import FerError
 from fer_core.predict import Predictor
@@ -123,6 +123,25 @@ def get_predictor(path: str | None = None) -> tuple[Predictor | None, str | None
         return None, error
     path = active_model_path() if path is None else path
     return _predictor(path, Path(path).stat().st_mtime), None
+
+
+@st.cache_resource(show_spinner=False, max_entries=2)
+def _webcam_predictor(path: str, stamp: float) -> Predictor:
+    from fer_core.faces import webcam_detector
+
+    return Predictor(_load_checkpoint(path, stamp), tta="none", detector=webcam_detector())
+
+
+def get_webcam_predictor() -> tuple[Predictor | None, str | None]:
+    """The live-video predictor: the small shipped model while the shipped model is active (it
+    keeps 20+ frames/s on 2 cores), else the active model; fast detector settings, no TTA."""
+    path = active_model_path()
+    if path == str(DEFAULT_CHECKPOINT) and FAST_CHECKPOINT.exists():
+        path = str(FAST_CHECKPOINT)
+    ckpt, error = get_checkpoint(path)
+    if ckpt is None:
+        return None, error
+    return _webcam_predictor(path, Path(path).stat().st_mtime), None
 
 
 def model_choices() -> dict[str, str]:

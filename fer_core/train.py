@@ -164,7 +164,10 @@ class Trainer:
 
         torch.manual_seed(config.seed)
         self.model = model.to(self.device)
-        if config.channels_last and self.device.type == "cuda":
+        # channels_last is faster on CUDA (cuDNN) and CPU (oneDNN: 52 s -> 43 s per small-model
+        # epoch on 2 cores); MPS keeps the default layout.
+        self._channels_last = config.channels_last and self.device.type in ("cuda", "cpu")
+        if self._channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.ema = copy.deepcopy(self.model).eval() if config.ema_decay > 0 else None
         if self.ema is not None:
@@ -350,7 +353,7 @@ class Trainer:
         x = self.x_train[index].float().div_(255.0).unsqueeze(1)  # (B, 1, H, W) in [0, 1]
         x = augment_batch(x, self.config.augment, self.generator)
         x = (x - self.config.mean) / self.config.std
-        if self.config.channels_last and self.device.type == "cuda":
+        if self._channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         return x
 

@@ -99,6 +99,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tta-mode", dest="tta", choices=TTA_MODES, help="test-time views")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
 
+    p = sub.add_parser("finalize", help="evaluate a checkpoint and write a copy that carries it")
+    p.add_argument("--checkpoint", required=True, help="a run's best.pt")
+    _add_data(p)
+    p.add_argument("--split", default="public_test", choices=SPLIT_CHOICES)
+    p.add_argument("--out", required=True, help="e.g. checkpoints/fer_model.pt")
+    p.add_argument("--half", action="store_true", help="store weights in fp16")
+
     p = sub.add_parser("export", help="export a checkpoint to TorchScript or ONNX")
     p.add_argument("--checkpoint", help="checkpoint file (default: the shipped model)")
     p.add_argument("--format", default="torchscript", choices=("torchscript", "onnx"))
@@ -317,6 +324,44 @@ def cmd_predict(args) -> int:
     return 1 if failed == len(args.images) else 0
 
 
+def cmd_finalize(args) -> int:
+    """Evaluate with the default settings and store that evaluation inside a copy of the file,
+    so the app can show a model's numbers without the dataset (no number is ever typed in)."""
+    from fer_core.checkpoint import load_checkpoint, save_checkpoint
+    from fer_core.data import load_dataset
+    from fer_core.evaluate import evaluate_checkpoint
+    from fer_core.predict import DEFAULT_TTA
+
+    source = load_checkpoint(args.checkpoint)
+
+    def write(ckpt, metrics) -> None:
+        save_checkpoint(
+            args.out,
+            ckpt.model,
+            ckpt.arch,
+            ckpt.arch_kwargs,
+            mean=ckpt.mean,
+            std=ckpt.std,
+            classes=ckpt.classes,
+            input_size=ckpt.input_size,
+            train_config=ckpt.train_config,
+            history=ckpt.history,
+            metrics=metrics,
+            extra=ckpt.extra,
+            half=args.half,
+        )
+
+    write(source, source.metrics)
+    shipped = load_checkpoint(args.out)  # evaluate exactly the weights that were written
+    result, _ = evaluate_checkpoint(shipped, load_dataset(args.data), args.split, tta=DEFAULT_TTA)
+    record = result.to_dict(max_mistakes=0)
+    record.pop("misclassified")
+    record["checkpoint"] = Path(args.out).name
+    write(shipped, {**source.metrics, args.split: record})
+    print(json.dumps(record))
+    return 0
+
+
 def cmd_export(args) -> int:
     from fer_core.checkpoint import export, load_checkpoint
 
@@ -337,6 +382,7 @@ COMMANDS = {
     "train": cmd_train,
     "evaluate": cmd_evaluate,
     "predict": cmd_predict,
+    "finalize": cmd_finalize,
     "export": cmd_export,
     "download": cmd_download,
 }

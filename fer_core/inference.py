@@ -54,6 +54,10 @@ def predict_logits(
     result is the averaged probability.
     """
     device = next(model.parameters()).device
+    if device.type == "cpu":
+        batch_size = min(
+            batch_size, 16
+        )  # oneDNN is fastest per face at 8-16 (activations stay in cache)
     if isinstance(images, np.ndarray):
         images = torch.from_numpy(np.ascontiguousarray(images))
     was_training = model.training

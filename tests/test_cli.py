@@ -139,3 +139,13 @@ def test_export(trained, tmp_path):
 def test_bad_input_is_one_line_exit_1(args, message):
     proc = cli(*args, check=False)
     assert proc.returncode == 1 and message in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_finalize_stores_the_evaluation_it_reproduces(trained, tmp_path):
+    out = tmp_path / "final.pt"
+    stored = json.loads(
+        cli("finalize", "--checkpoint", trained, "--data", CSV_PATH, "--out", out, "--half").stdout
+    )
+    again = json.loads(cli("evaluate", "--checkpoint", out, "--data", CSV_PATH, "--json").stdout)
+    assert stored["accuracy"] == again["accuracy"] and stored["tta"] == again["tta"] == "flip"
+    assert stored["confusion_matrix"] == again["confusion_matrix"]

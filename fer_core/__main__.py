@@ -91,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
     p.add_argument("--json", action="store_true")
     p.add_argument("--max-mistakes", type=int, default=50, help="mistakes listed in --json")
+    p.add_argument("--markdown", action="store_true", help="markdown tables (for a model card)")
 
     p = sub.add_parser("predict", help="detect faces in images and predict their emotions")
     p.add_argument("images", nargs="+", help="image files (JPEG, PNG, WebP, BMP, TIFF, ...)")
@@ -284,6 +285,9 @@ def cmd_evaluate(args) -> int:
     if args.json:
         print(result.to_json(max_mistakes=args.max_mistakes))
         return 0
+    if args.markdown:
+        print(markdown_report(result))
+        return 0
     print(f"{ckpt.name} on {args.split} ({result.n} images, TTA {result.tta})")
     print(f"accuracy {result.accuracy:.4f}   macro-F1 {result.macro_f1:.4f}")
     print(f"{'class':<10}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>10}")
@@ -296,6 +300,31 @@ def cmd_evaluate(args) -> int:
     for c, row in zip(result.classes, result.confusion_matrix):
         print(f"{c:<10}" + "".join(f"{v:>8}" for v in row))
     return 0
+
+
+def markdown_report(result) -> str:
+    """Accuracy, per-class report and confusion matrix as markdown tables."""
+    lines = [
+        f"Accuracy **{result.accuracy:.2%}**, macro-F1 **{result.macro_f1:.4f}** on "
+        f"{result.split} ({result.n} images, test-time augmentation: {result.tta}).",
+        "",
+        "| class | precision | recall | F1 | support |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
+    for c, m in result.per_class.items():
+        lines.append(
+            f"| {c} | {m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} | {m['support']} |"
+        )
+    lines += [
+        "",
+        "Confusion matrix (rows: true class, columns: predicted):",
+        "",
+        "| true \\ predicted | " + " | ".join(result.classes) + " |",
+        "| --- |" + " ---: |" * len(result.classes),
+    ]
+    for c, row in zip(result.classes, result.confusion_matrix):
+        lines.append(f"| **{c}** | " + " | ".join(str(v) for v in row) + " |")
+    return "\n".join(lines)
 
 
 def cmd_predict(args) -> int:

@@ -27,6 +27,8 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 CHECKPOINT_DIR = REPO_ROOT / "checkpoints"
 DEFAULT_CHECKPOINT = CHECKPOINT_DIR / "fer_model.pt"  # photos, evaluation, the CLI
 FAST_CHECKPOINT = CHECKPOINT_DIR / "fer_model_fast.pt"  # the live webcam
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
 _REQUIRED = ("format", "format_version", "arch", "arch_kwargs", "state_dict", "classes")
 
 
@@ -102,6 +104,7 @@ def atomic_torch_save(obj, path: str | os.PathLike) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; saved files follow the umask
         with os.fdopen(fd, "wb") as handle:
             torch.save(obj, handle)
             handle.flush()

@@ -180,7 +180,7 @@ def train_run(
         counts = np.bincount(y_train, minlength=len(CLASSES))
         weights = class_weights(counts, recipe.class_weighting)
         config = TrainConfig.from_dict({**config.to_dict(), "class_weights": weights.tolist()})
-    arch_kwargs = dict(arch_kwargs or {})
+    arch_kwargs = {**recipe.arch_kwargs, **(arch_kwargs or {})}
     meta = {
         "arch": recipe.arch,
         "arch_kwargs": arch_kwargs,

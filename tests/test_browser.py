@@ -111,7 +111,7 @@ def browser(playwright):
 
 def _open(browser, url: str, path: str = "", **context):
     page = browser.new_context(viewport={"width": 1300, "height": 1000}, **context).new_page()
-    page.goto(f"{url}/{path}")
+    page.goto(f"{url}/{path}", wait_until="domcontentloaded", timeout=120_000)
     page.wait_for_selector("[data-testid=stApp]")
     page.wait_for_selector(f"h1:has-text('{PAGES[path]}')", timeout=60_000)
     return page
@@ -146,7 +146,8 @@ def test_uploaded_photo_shows_boxes_and_probabilities(server, browser, csv_data,
     cv2.imwrite(str(photo), scene)
     page = _open(browser, server, "predict")
     page.locator("input[type=file]").first.set_input_files(str(photo))
-    page.wait_for_selector("text=two_faces.png", timeout=60_000)
+    # the download button appears once the prediction is drawn (the server may still be busy)
+    page.get_by_text("Annotated image").first.wait_for(timeout=180_000)
     _settle(page)
     page.screenshot(path=str(tmp_path / "predict.png"), full_page=True)
     assert page.locator(ERRORS).count() == 0
@@ -155,7 +156,6 @@ def test_uploaded_photo_shows_boxes_and_probabilities(server, browser, csv_data,
     assert labels, body[:2000]
     page.wait_for_selector(".js-plotly-plot", timeout=30_000)  # probability bars render
     assert page.locator(".js-plotly-plot").count() >= len(labels)  # one chart per face
-    assert page.get_by_text("Annotated image").count() >= 1
 
 
 def test_training_chart_grows(server, browser):
@@ -178,7 +178,7 @@ def test_training_chart_grows(server, browser):
         time.sleep(1)
     assert epochs_done() >= first + 2
     assert page.locator(".js-plotly-plot .scatterlayer .point").count() > points_first
-    page.get_by_role("button", name="Stop").click()
+    page.get_by_role("button", name="⏹ Stop", exact=True).click()
     page.wait_for_selector("text=Stopped after", timeout=120_000)
     assert page.locator(ERRORS).count() == 0
 
@@ -208,7 +208,7 @@ def test_webcam_processes_frames_and_draws_a_label(server, playwright, csv_data,
         page = b.new_context(
             viewport={"width": 1300, "height": 1000}, permissions=["camera"]
         ).new_page()
-        page.goto(f"{server}/predict")
+        page.goto(f"{server}/predict", wait_until="domcontentloaded", timeout=120_000)
         page.wait_for_selector("h1:has-text('Predict')", timeout=60_000)
         page.get_by_role("tab", name=re.compile("Webcam")).click()
         start = page.frame_locator("iframe[title*=webrtc]").get_by_role(
@@ -219,8 +219,11 @@ def test_webcam_processes_frames_and_draws_a_label(server, playwright, csv_data,
         page.wait_for_selector(
             "text=/face 1: .*(angry|disgust|fear|happy|sad|surprise|neutral)/", timeout=90_000
         )
-        metric = page.locator("[data-testid=stMetric]", has_text="Frames per second").inner_text()
-        fps = float(re.findall(r"[\d.]+", metric)[-1])
+        fps, deadline = 0.0, time.time() + 60
+        while fps <= 0 and time.time() < deadline:  # the rate needs two processed frames
+            metric = page.locator("[data-testid=stMetric]", has_text="Frames per second")
+            fps = float(re.findall(r"[\d.]+", metric.inner_text())[-1])
+            time.sleep(1)
         page.screenshot(path=str(tmp_path / "webcam.png"))
         assert fps > 0
     finally:

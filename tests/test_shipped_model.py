@@ -26,3 +26,17 @@ def test_shipped_checkpoints_are_small_and_self_describing():
     assert ckpt.classes[3] == "happy" and ckpt.input_size == 48
     assert ckpt.extra.get("command", "").startswith("python -m fer_core train")
     assert json.dumps(ckpt.train_config)  # serialisable record of the recipe
+
+
+@pytest.mark.parametrize(
+    "path, recipe", [(DEFAULT_CHECKPOINT, "shipped"), (FAST_CHECKPOINT, "shipped_fast")]
+)
+def test_named_recipe_reproduces_the_shipped_config(path, recipe):
+    """`--recipe shipped` is exactly the configuration stored in the shipped checkpoint."""
+    from fer_core.recipes import get_recipe
+    from fer_core.train import TrainConfig
+
+    ckpt = load_checkpoint(path)
+    assert TrainConfig.from_dict(ckpt.train_config) == get_recipe(recipe).config
+    assert ckpt.arch == get_recipe(recipe).arch
+    assert ckpt.arch_kwargs == get_recipe(recipe).arch_kwargs

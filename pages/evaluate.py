@@ -84,6 +84,24 @@ tta = c2.selectbox(
 )
 model_path = state.active_model_path()
 st.caption(f"Model: `{ckpt.name}` ({ckpt.arch}); change it in the sidebar.")
+request = (model_path, state.stamp(model_path), split, tta)
+requested = st.session_state.setdefault(state.EVAL_REQUESTS, set())
+if st.button("▶ Evaluate", type="primary", help="About a minute for PublicTest on 2 CPU cores"):
+    requested.add(request)
+if request not in requested:
+    stored = ckpt.metrics.get(split)
+    if stored and stored.get("tta") == tta:
+        st.info(
+            "Showing the evaluation stored with this model. Press **Evaluate** to recompute "
+            "it here and browse the mistakes."
+        )
+        show_metrics(stored)
+    else:
+        st.info(
+            "Press **Evaluate** to compute accuracy, the per-class report, the confusion "
+            "matrix and the mistakes for this split."
+        )
+    st.stop()
 result = state.evaluation(
     model_path,
     state.stamp(model_path),

@@ -86,6 +86,16 @@ def test_evaluate_without_data_shows_stored_evaluation(app_env, monkeypatch):
     assert "Accuracy" in texts(at)
 
 
+def test_evaluate_button_computes_metrics_and_mistakes(app_env, csv_data):
+    at = open_page("pages/evaluate.py", str(CSV_PATH))
+    assert any("stored with this model" in i.value for i in at.info)
+    by_label(at.button, "▶ Evaluate").click()
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert "Accuracy" in texts(at) and "Mistakes" in [s.value for s in at.subheader]
+    assert any("predicted as" in c.value for c in at.caption)  # a confusion cell's mistakes
+
+
 def test_bad_dataset_path_is_a_friendly_error(app_env):
     at = open_page("pages/data.py", "/nonexistent/fer2013.csv")
     assert not at.exception

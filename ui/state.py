@@ -18,6 +18,7 @@ DATA_PATH = "data_path"
 MODEL_PATH = "model_path"
 UPLOADED_DATA = "uploaded_data"
 SAMPLE_SEED = "sample_seed"
+EVAL_REQUESTS = "eval_requests"
 
 ROOT = Path(__file__).resolve().parent.parent
 

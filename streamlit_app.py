@@ -8,7 +8,9 @@ from ui import state
 
 st.set_page_config(page_title="FER Studio", page_icon="🙂", layout="wide")
 
-PAGES = Path(__file__).parent / "pages"
+# Not "pages/": beside the entry script that name switches Streamlit to its legacy multipage mode,
+# which runs a deep-linked page without this router (no sidebar, no page config).
+PAGES = Path(__file__).parent / "app_pages"
 pages = [
     st.Page(PAGES / "home.py", title="Home", icon="🏠", default=True),
     st.Page(PAGES / "data.py", title="Data", icon="📊"),

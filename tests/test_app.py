@@ -16,11 +16,11 @@ from fer_core.checkpoint import DEFAULT_CHECKPOINT
 from fer_core.labels import CLASSES
 
 PAGES = [
-    "pages/home.py",
-    "pages/data.py",
-    "pages/train.py",
-    "pages/evaluate.py",
-    "pages/predict.py",
+    "app_pages/home.py",
+    "app_pages/data.py",
+    "app_pages/train.py",
+    "app_pages/evaluate.py",
+    "app_pages/predict.py",
 ]
 
 
@@ -36,7 +36,7 @@ def open_page(page: str, data: str | None) -> AppTest:
     if data is not None:
         at.session_state["data_path"] = data
     at.run()
-    if page != "pages/home.py":
+    if page != "app_pages/home.py":
         at.switch_page(page)
         at.run()
     return at
@@ -75,19 +75,19 @@ def test_every_page_renders_without_data(app_env, monkeypatch, page):
 
 
 def test_home_shows_model_card_numbers(app_env, csv_data):
-    at = open_page("pages/home.py", str(CSV_PATH))
+    at = open_page("app_pages/home.py", str(CSV_PATH))
     assert "PublicTest accuracy" in texts(at)
 
 
 def test_evaluate_without_data_shows_stored_evaluation(app_env, monkeypatch):
     monkeypatch.delenv("FER_DATA", raising=False)
-    at = open_page("pages/evaluate.py", None)
+    at = open_page("app_pages/evaluate.py", None)
     assert "Stored evaluation" in "\n".join(s.value for s in at.subheader)
     assert "Accuracy" in texts(at)
 
 
 def test_evaluate_button_computes_metrics_and_mistakes(app_env, csv_data):
-    at = open_page("pages/evaluate.py", str(CSV_PATH))
+    at = open_page("app_pages/evaluate.py", str(CSV_PATH))
     assert any("stored with this model" in i.value for i in at.info)
     by_label(at.button, "▶ Evaluate").click()
     at.run()
@@ -97,7 +97,7 @@ def test_evaluate_button_computes_metrics_and_mistakes(app_env, csv_data):
 
 
 def test_bad_dataset_path_is_a_friendly_error(app_env):
-    at = open_page("pages/data.py", "/nonexistent/fer2013.csv")
+    at = open_page("app_pages/data.py", "/nonexistent/fer2013.csv")
     assert not at.exception
     assert any("not found" in e.value for e in at.error)
 
@@ -109,7 +109,7 @@ def _png(array: np.ndarray) -> bytes:
 
 
 def test_upload_gives_predictions(app_env, csv_data):
-    at = open_page("pages/predict.py", None)
+    at = open_page("app_pages/predict.py", None)
     face = csv_data.split("public_test").images[0]
     uploader = at.file_uploader[0]
     uploader.set_value(
@@ -127,7 +127,7 @@ def test_upload_gives_predictions(app_env, csv_data):
 
 
 def test_upload_as_face_crop(app_env, csv_data):
-    at = open_page("pages/predict.py", None)
+    at = open_page("app_pages/predict.py", None)
     by_label(at.toggle, "Treat each image as one face").set_value(True)
     at.run()
     crop = csv_data.split("public_test").images[5]
@@ -138,7 +138,7 @@ def test_upload_as_face_crop(app_env, csv_data):
 
 
 def test_tiny_training_run_starts_reports_progress_and_stops(app_env, csv_data):
-    at = open_page("pages/train.py", str(CSV_PATH))
+    at = open_page("app_pages/train.py", str(CSV_PATH))
     by_label(at.number_input, "Epochs").set_value(50)
     by_label(at.number_input, "Training subset (images)").set_value(600)
     by_label(at.selectbox, "Device").set_value("cpu")

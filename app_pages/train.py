@@ -184,7 +184,7 @@ def live_view() -> None:
 data, error = state.get_data()
 if data is None:
     st.info(error or "Training needs FER2013: add it on the Data page first.")
-    st.page_link("pages/data.py", label="Add FER2013", icon="📊")
+    st.page_link("app_pages/data.py", label="Add FER2013", icon="📊")
 else:
     n_train = int(data.split_mask("train").sum())
     with st.expander("New run", expanded=not manager().snapshot().active):

@@ -30,13 +30,13 @@ with left, st.container(border=True):
             "add FER2013 to explore it, train and evaluate.",
             icon="ℹ️",
         )
-        st.page_link("pages/data.py", label="Add FER2013 on the Data page", icon="📊")
+        st.page_link("app_pages/data.py", label="Add FER2013 on the Data page", icon="📊")
 
 with right, st.container(border=True):
     st.subheader("Model")
     if ckpt is None:
         st.warning(model_error or "No model available.")
-        st.page_link("pages/train.py", label="Train a model", icon="🏋️")
+        st.page_link("app_pages/train.py", label="Train a model", icon="🏋️")
     else:
         public = ckpt.metrics.get("public_test")
         cols = st.columns(3)
@@ -58,17 +58,17 @@ with steps[0], st.container(border=True):
     st.markdown(
         "**📊 Data**  \nClass imbalance, sample and mean faces, duplicates, FER+ agreement."
     )
-    st.page_link("pages/data.py", label="Explore the data")
+    st.page_link("app_pages/data.py", label="Explore the data")
 with steps[1], st.container(border=True):
     st.markdown("**🏋️ Train**  \nConfigure a CNN, watch loss and accuracy live, stop any time.")
-    st.page_link("pages/train.py", label="Train a model")
+    st.page_link("app_pages/train.py", label="Train a model")
 with steps[2], st.container(border=True):
     st.markdown(
         "**🔍 Evaluate**  \nConfusion matrix, per-class report, the most confident mistakes."
     )
-    st.page_link("pages/evaluate.py", label="Inspect a model")
+    st.page_link("app_pages/evaluate.py", label="Inspect a model")
 with steps[3], st.container(border=True):
     st.markdown(
         "**📷 Predict**  \nUpload photos or use your webcam: every face boxed and labelled."
     )
-    st.page_link("pages/predict.py", label="Try it on a photo")
+    st.page_link("app_pages/predict.py", label="Try it on a photo")

@@ -65,7 +65,7 @@ if data is None:
         or "No dataset loaded: below is the evaluation stored with the model when it "
         "was saved. Add FER2013 on the Data page to evaluate on any split and browse mistakes."
     )
-    st.page_link("pages/data.py", label="Add FER2013", icon="📊")
+    st.page_link("app_pages/data.py", label="Add FER2013", icon="📊")
     if stored:
         st.subheader(f"Stored evaluation: {ckpt.name} on PublicTest")
         show_metrics(stored)

@@ -185,8 +185,16 @@ def test_training_chart_grows(server, browser):
 
     def chart_points() -> int:
         """Epochs plotted in the live chart, read from Plotly's own data on the element."""
-        chart = page.locator("[data-testid=stPlotlyChart]").last
-        chart.scroll_into_view_if_needed()
+        from playwright.sync_api import Error as PlaywrightError
+
+        for _ in range(20):  # the live fragment re-renders the chart every second
+            try:
+                page.locator("[data-testid=stPlotlyChart]").last.scroll_into_view_if_needed(
+                    timeout=5_000
+                )
+                break
+            except PlaywrightError:
+                time.sleep(0.5)
         page.wait_for_selector(".js-plotly-plot", timeout=60_000)
         return page.evaluate(
             "() => Math.max(0, ...Array.from(document.querySelectorAll('.js-plotly-plot'))"

@@ -247,24 +247,20 @@ def cmd_train(args) -> int:
 
 
 def _rewrite_half(path: Path) -> None:
-    from fer_core.checkpoint import load_checkpoint, save_checkpoint
+    from fer_core.checkpoint import load_checkpoint
 
-    c = load_checkpoint(path)
-    save_checkpoint(
-        path,
-        c.model,
-        c.arch,
-        c.arch_kwargs,
-        mean=c.mean,
-        std=c.std,
-        classes=c.classes,
-        input_size=c.input_size,
-        train_config=c.train_config,
-        history=c.history,
-        metrics=c.metrics,
-        extra=c.extra,
-        half=True,
-    )
+    ckpt = load_checkpoint(path)
+    _resave(ckpt, path, ckpt.metrics, half=True)
+
+
+def _resave(ckpt, path, metrics: dict, half: bool) -> None:
+    """Write a loaded checkpoint again, with new metrics and optionally fp16 weights."""
+    from fer_core.checkpoint import save_checkpoint
+
+    save_checkpoint(path, ckpt.model, ckpt.arch, ckpt.arch_kwargs, mean=ckpt.mean, std=ckpt.std,
+                    classes=ckpt.classes, input_size=ckpt.input_size,
+                    train_config=ckpt.train_config, history=ckpt.history, metrics=metrics,
+                    extra=ckpt.extra, half=half)  # fmt: skip
 
 
 def cmd_evaluate(args) -> int:
@@ -356,37 +352,19 @@ def cmd_predict(args) -> int:
 def cmd_finalize(args) -> int:
     """Evaluate with the default settings and store that evaluation inside a copy of the file,
     so the app can show a model's numbers without the dataset (no number is ever typed in)."""
-    from fer_core.checkpoint import load_checkpoint, save_checkpoint
+    from fer_core.checkpoint import load_checkpoint
     from fer_core.data import load_dataset
     from fer_core.evaluate import evaluate_checkpoint
     from fer_core.predict import DEFAULT_TTA
 
     source = load_checkpoint(args.checkpoint)
-
-    def write(ckpt, metrics) -> None:
-        save_checkpoint(
-            args.out,
-            ckpt.model,
-            ckpt.arch,
-            ckpt.arch_kwargs,
-            mean=ckpt.mean,
-            std=ckpt.std,
-            classes=ckpt.classes,
-            input_size=ckpt.input_size,
-            train_config=ckpt.train_config,
-            history=ckpt.history,
-            metrics=metrics,
-            extra=ckpt.extra,
-            half=args.half,
-        )
-
-    write(source, source.metrics)
+    _resave(source, args.out, source.metrics, half=args.half)
     shipped = load_checkpoint(args.out)  # evaluate exactly the weights that were written
     result, _ = evaluate_checkpoint(shipped, load_dataset(args.data), args.split, tta=DEFAULT_TTA)
     record = result.to_dict(max_mistakes=0)
     record.pop("misclassified")
     record["checkpoint"] = Path(args.out).name
-    write(shipped, {**source.metrics, args.split: record})
+    _resave(shipped, args.out, {**source.metrics, args.split: record}, half=args.half)
     print(json.dumps(record))
     return 0
 

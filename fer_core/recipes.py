@@ -25,6 +25,12 @@ class Recipe:
 _NO_AUG = AugmentConfig.none()
 _SEED_NORM = {"mean": 0.5, "std": 0.5}
 
+_SHIPPED = TrainConfig(
+    epochs=180, batch_size=128, optimizer="sgd", lr=0.1, weight_decay=5e-4, scheduler="cosine",
+    warmup_epochs=3, label_smoothing=0.1, mix_prob=0.5, augment=AugmentConfig.strong(),
+    ema_decay=0.999, eval_tta="flip",
+)  # fmt: skip
+
 RECIPES: dict[str, Recipe] = {
     # Default for the app and the CLI on a CPU: small model, fast, sensible accuracy.
     "cpu_default": Recipe(
@@ -45,38 +51,12 @@ RECIPES: dict[str, Recipe] = {
     # beat 400 and 600 (which overfit), and mixup/cutmix did not help at this length.
     "shipped": Recipe(
         "fer_vgg",
-        TrainConfig(
-            epochs=180,
-            batch_size=128,
-            optimizer="sgd",
-            lr=0.1,
-            weight_decay=5e-4,
-            scheduler="cosine",
-            warmup_epochs=3,
-            label_smoothing=0.1,
-            mix_prob=0.5,
-            augment=AugmentConfig.strong(),
-            ema_decay=0.999,
-            eval_tta="flip",
-        ),
+        _SHIPPED,
         description="fer_vgg, SGD-Nesterov + cosine, strong augmentation, label smoothing, EMA",
     ),
     "shipped_fast": Recipe(
         "fer_vgg",
-        TrainConfig(
-            epochs=400,
-            batch_size=128,
-            optimizer="sgd",
-            lr=0.1,
-            weight_decay=5e-4,
-            scheduler="cosine",
-            warmup_epochs=3,
-            label_smoothing=0.1,
-            mix_prob=0.5,
-            augment=AugmentConfig.strong(),
-            ema_decay=0.999,
-            eval_tta="flip",
-        ),
+        replace(_SHIPPED, epochs=400),
         description="fer_vgg at width 32 for live video: the shipped recipe, 400 epochs",
         arch_kwargs={"width": 32},
     ),

@@ -57,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mixup", type=float, dest="mixup_alpha")
     p.add_argument("--cutmix", type=float, dest="cutmix_alpha")
     p.add_argument("--ema", type=float, dest="ema_decay")
+    p.add_argument("--sam", type=float, dest="sam_rho", help="SAM radius (0 = off)")
     p.add_argument("--early-stopping", type=int)
     p.add_argument("--class-weighting", choices=("none", "inverse", "effective"))
     p.add_argument(
@@ -205,6 +206,7 @@ def cmd_train(args) -> int:
         mixup_alpha=args.mixup_alpha,
         cutmix_alpha=args.cutmix_alpha,
         ema_decay=args.ema_decay,
+        sam_rho=args.sam_rho,
         early_stopping=args.early_stopping,
         seed=args.seed,
         device=args.device,

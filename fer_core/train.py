@@ -51,6 +51,7 @@ class TrainConfig:
     monitor: str = "val_acc"
     ema_decay: float = 0.0  # exponential moving average of weights; 0 = off
     grad_clip: float = 0.0  # max gradient norm; 0 = off
+    sam_rho: float = 0.0  # sharpness-aware minimisation radius (two passes per step); 0 = off
     eval_tta: str = "none"  # test-time views for per-epoch validation
     mean: float = 0.5  # input normalisation
     std: float = 0.25
@@ -70,6 +71,7 @@ class TrainConfig:
             (self.lr > 0, "lr must be positive"),
             (0 <= self.label_smoothing < 1, "label_smoothing must be in [0, 1)"),
             (0 <= self.ema_decay < 1, "ema_decay must be in [0, 1)"),
+            (self.sam_rho >= 0, "sam_rho must be non-negative"),
         ]
         for ok, message in checks:
             if not ok:
@@ -377,16 +379,11 @@ class Trainer:
             if mixing:
                 onehot = F.one_hot(y, self.num_classes).float()
                 x, target = mix_batch(x, onehot, cfg.mixup_alpha, cfg.cutmix_alpha, self.generator)
-            with autocast(self.device, cfg.amp):
-                logits = self._forward(x)
-                loss = F.cross_entropy(
-                    logits.float(),
-                    target,
-                    weight=self.loss_weight,
-                    label_smoothing=cfg.label_smoothing,
-                )
             self.optimizer.zero_grad(set_to_none=True)
+            logits, loss = self._loss(x, target)
             loss.backward()
+            if cfg.sam_rho > 0:
+                self._sharpness_aware_gradient(x, target)
             if cfg.grad_clip > 0:
                 nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
             self.optimizer.step()
@@ -400,6 +397,31 @@ class Trainer:
             if self.callbacks:
                 self._report_batch(b, loss, seen, tick, run_start)
         return (total_loss / seen).item(), (correct / seen).item()
+
+    def _loss(self, x: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        with autocast(self.device, self.config.amp):
+            logits = self._forward(x)
+            loss = F.cross_entropy(
+                logits.float(),
+                target,
+                weight=self.loss_weight,
+                label_smoothing=self.config.label_smoothing,
+            )
+        return logits, loss
+
+    def _sharpness_aware_gradient(self, x: torch.Tensor, target: torch.Tensor) -> None:
+        """SAM (Foret et al. 2021): replace the gradient with the one taken at the worst point
+        within `sam_rho` of the weights (first-order), which favours flat minima."""
+        params = [p for p in self.model.parameters() if p.grad is not None]
+        grads = [p.grad for p in params]
+        norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+        steps = torch._foreach_mul(grads, self.config.sam_rho / (norm + 1e-12))
+        with torch.no_grad():
+            torch._foreach_add_(params, steps)
+        self.optimizer.zero_grad(set_to_none=True)
+        self._loss(x, target)[1].backward()
+        with torch.no_grad():
+            torch._foreach_sub_(params, steps)
 
     def _report_batch(self, b: int, loss, seen: int, tick: float, run_start: float) -> None:
         cfg = self.config

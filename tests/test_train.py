@@ -1,5 +1,6 @@
 """Trainer: smoke run on real images, learning, stop within a batch, resume, repeatability."""
 
+import copy
 from dataclasses import replace
 
 import numpy as np
@@ -123,3 +124,40 @@ def test_config_round_trip():
 
 def test_no_cuda_needed():
     assert Trainer is not None and torch.device("cpu")
+
+
+def test_sam_step_takes_the_gradient_at_the_perturbed_weights(csv_data):
+    """One SAM step by hand (SGD without momentum, one full batch) equals the trainer's step."""
+    x, y, _, _ = _subset(csv_data, 64)
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 4, 3, stride=4), torch.nn.Flatten(), torch.nn.Linear(4 * 12 * 12, 7)
+    )
+    w0 = [p.detach().clone() for p in model.parameters()]
+    cfg = replace(
+        FAST, epochs=1, batch_size=64, optimizer="sgd", momentum=0.0, nesterov=False, lr=0.5,
+        weight_decay=0.0, scheduler="none", sam_rho=0.5, amp=False, channels_last=False,
+    )  # fmt: skip
+    trainer = Trainer(model, cfg, x, y, x, y)
+    order = torch.randperm(64, generator=torch.Generator().manual_seed(0))  # what fit() draws
+    inputs, targets = trainer._batch_input(order), trainer.y_train[order]
+
+    reference = copy.deepcopy(model)
+    with torch.no_grad():
+        for p, w in zip(reference.parameters(), w0):
+            p.copy_(w)
+    loss = torch.nn.functional.cross_entropy(reference(inputs), targets)
+    grads = torch.autograd.grad(loss, list(reference.parameters()))
+    norm = torch.sqrt(sum((g**2).sum() for g in grads))
+    with torch.no_grad():
+        for p, g in zip(reference.parameters(), grads):
+            p.add_(g * 0.5 / norm)
+    loss = torch.nn.functional.cross_entropy(reference(inputs), targets)
+    sharp = torch.autograd.grad(loss, list(reference.parameters()))
+    expected = [w - 0.5 * g for w, g in zip(w0, sharp)]
+    plain = [w - 0.5 * g for w, g in zip(w0, grads)]
+
+    trainer.fit()
+    got = list(model.parameters())
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(got, expected))
+    assert not all(torch.allclose(a, b, atol=1e-5) for a, b in zip(got, plain))

@@ -1,0 +1,62 @@
+"""Solo epoch time of each recipe in the seed comparison, for the table's training-time column.
+
+The comparison runs train concurrently on one GPU, so their wall times include waiting for each
+other. This trains each configuration alone for a few epochs (with its per-epoch validation) and
+prints one JSON line: {name: seconds of the last epoch}. Training time = epochs run x that.
+
+    python tools/gpu/epoch_times.py --data .gpu/fer.zip [--epochs 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from fer_core.data import load_dataset
+from fer_core.models import build_model
+from fer_core.recipes import get_recipe
+from fer_core.runs import DataSelection, select_data
+from fer_core.train import Trainer, seed_everything
+
+SEED_ARCHS = [get_recipe(f"seed00{i}").arch for i in range(5)]
+
+
+def configurations(extra: list[str]):
+    shipped = get_recipe("shipped")
+    for i, arch in enumerate(SEED_ARCHS):
+        yield f"own_{i}", get_recipe(f"seed00{i}"), {}
+        yield f"ours_{i}", replace(shipped, arch=arch), {}
+    yield "shipped", shipped, {}
+    for spec in extra:  # name:width:sam
+        name, width, sam = spec.split(":")
+        recipe = replace(shipped, config=replace(shipped.config, sam_rho=float(sam)))
+        yield name, recipe, {"width": int(width)}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--data", required=True)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--extra", nargs="*", default=[], help="name:width:sam_rho")
+    args = parser.parse_args()
+    data = load_dataset(args.data)
+    x, y, vx, vy = select_data(data, DataSelection())
+    out = {}
+    for name, recipe, kwargs in configurations(args.extra):
+        seed_everything(0)
+        model = build_model(recipe.arch, **{**recipe.arch_kwargs, **kwargs})
+        config = replace(recipe.config, epochs=args.epochs, early_stopping=0)
+        result = Trainer(model, config, x, y, vx, vy).fit()
+        out[name] = round(result.history[-1].seconds, 3)
+        print(name, out[name], file=sys.stderr, flush=True)
+    print(json.dumps(out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

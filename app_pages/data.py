@@ -47,13 +47,15 @@ def dataset_chooser() -> None:
                     state.set_data_path(str(target))
                     st.rerun()
         with tab_kaggle:
+            state.export_secrets(("KAGGLE_USERNAME", "KAGGLE_KEY"))
             has_login = (
                 bool(os.environ.get("KAGGLE_USERNAME") and os.environ.get("KAGGLE_KEY"))
                 or (Path.home() / ".kaggle" / "kaggle.json").exists()
             )
             st.caption(
-                "Downloads `msambare/fer2013` with kagglehub. Needs `pip install kagglehub` "
-                "and Kaggle credentials (KAGGLE_USERNAME / KAGGLE_KEY or ~/.kaggle/kaggle.json)."
+                "Downloads `msambare/fer2013` with kagglehub. Needs a network connection and "
+                "Kaggle credentials: KAGGLE_USERNAME / KAGGLE_KEY (environment or secrets) or "
+                "~/.kaggle/kaggle.json."
             )
             if st.button(
                 "Download from Kaggle",

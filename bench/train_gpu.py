@@ -68,10 +68,11 @@ def ours(data, epochs: int, compile_model: bool) -> dict:
     }
 
 
-def _baseline_transform():
+def baseline_transform(config=RECIPE.config):
+    """The recipe's augmentations as the seeds write them: per-image torchvision/PIL transforms."""
     from torchvision import transforms as T
 
-    aug = RECIPE.config.augment
+    aug = config.augment
     return T.Compose(
         [
             T.Grayscale(num_output_channels=1),
@@ -82,7 +83,7 @@ def _baseline_transform():
             T.RandomResizedCrop(48, scale=aug.crop_scale, ratio=aug.crop_ratio),
             T.ColorJitter(brightness=aug.brightness, contrast=aug.contrast),
             T.ToTensor(),
-            T.Normalize((RECIPE.config.mean,), (RECIPE.config.std,)),
+            T.Normalize((config.mean,), (config.std,)),
             T.RandomErasing(p=aug.erasing, scale=aug.erasing_area),
         ]
     )
@@ -103,7 +104,7 @@ class _ArrayFaces(torch.utils.data.Dataset):
         return self.transform(Image.fromarray(self.images[i])), int(self.labels[i])
 
 
-def _baseline_dataset(data_path: Path, data, workdir: Path):
+def baseline_dataset(data_path: Path, data, workdir: Path, config=RECIPE.config):
     from torchvision.datasets import ImageFolder
 
     if data_path.suffix.lower() == ".zip":
@@ -111,17 +112,19 @@ def _baseline_dataset(data_path: Path, data, workdir: Path):
             members = [n for n in archive.namelist() if "train/" in n.lower()]
             archive.extractall(workdir, members)
         root = next(p for p in workdir.rglob("train") if p.is_dir())
-        return ImageFolder(str(root), transform=_baseline_transform()), "ImageFolder (PNG files)"
+        return ImageFolder(str(root), transform=baseline_transform(config)), "ImageFolder (PNG)"
     train = data.split("train")
-    return _ArrayFaces(train.images, train.labels, _baseline_transform()), "CSV Dataset (PIL)"
+    return _ArrayFaces(train.images, train.labels, baseline_transform(config)), "CSV Dataset (PIL)"
 
 
-def baseline(dataset, workers: int, batches: int, warmup: int = 20) -> dict:
+def baseline(
+    dataset, workers: int, batches: int, warmup: int = 20, recipe=RECIPE, device="cuda"
+) -> dict:
     """Images per second of a seed-style fp32 loop over `batches` batches after `warmup`."""
-    device = torch.device("cuda")
+    device = torch.device(device)
     seed_everything(0)
-    model = build_model(RECIPE.arch, **RECIPE.arch_kwargs).to(device)
-    cfg = RECIPE.config
+    model = build_model(recipe.arch, **recipe.arch_kwargs).to(device)
+    cfg = recipe.config
     optimizer = torch.optim.SGD(
         model.parameters(), lr=cfg.lr, momentum=cfg.momentum, nesterov=True,
         weight_decay=cfg.weight_decay,
@@ -138,7 +141,8 @@ def baseline(dataset, workers: int, batches: int, warmup: int = 20) -> dict:
     seen, start = 0, None
     for step, (x, y) in enumerate(loader):
         if step == warmup:
-            torch.cuda.synchronize()
+            if device.type == "cuda":
+                torch.cuda.synchronize()
             start, seen = time.perf_counter(), 0
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         loss = F.cross_entropy(model(x), y, label_smoothing=cfg.label_smoothing)
@@ -148,7 +152,8 @@ def baseline(dataset, workers: int, batches: int, warmup: int = 20) -> dict:
         seen += len(y)
         if step == warmup + batches:
             break
-    torch.cuda.synchronize()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
     seconds = time.perf_counter() - start
     return {"img_per_s": round(seen / seconds, 1), "workers": workers, "batch_size": 64}
 
@@ -202,7 +207,7 @@ def main() -> int:
         out["ours_compile"] = ours(data, args.epochs, compile_model=True)
         log("ours + compile", out["ours_compile"])
     with tempfile.TemporaryDirectory() as tmp:
-        dataset, kind = _baseline_dataset(data_path, data, Path(tmp))
+        dataset, kind = baseline_dataset(data_path, data, Path(tmp))
         out["baseline_source"] = kind
         out["baseline"] = baseline(dataset, 0, args.batches)
         log("baseline (seed default, 0 workers)", out["baseline"])

@@ -82,3 +82,21 @@ def write_archive(root: Path, files: dict[str, np.ndarray], as_zip: bool) -> Pat
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(png_bytes(pixels, Path(name).suffix.lower()))
     return root
+
+
+@pytest.fixture(scope="module")
+def playwright():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        yield p
+
+
+@pytest.fixture(scope="module")
+def browser(playwright):
+    """Debian's headless Chromium (flags and path in test_browser)."""
+    from test_browser import ARGS, CHROMIUM
+
+    b = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+    yield b
+    b.close()

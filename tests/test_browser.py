@@ -50,15 +50,12 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _serve(tmp_path_factory):
+def start_server(env: dict, log_path: Path, cwd: Path = REPO, timeout: float = 60):
+    """`streamlit run streamlit_app.py` headless on a free loopback port, as a deployment runs it.
+
+    Returns (process, url) once the health endpoint answers "ok"."""
     port = _free_port()
-    env = {
-        **os.environ,
-        "FER_DATA": str(CSV_PATH),
-        "FER_ICE_SERVERS": "[]",
-        "FER_APP_DIR": str(tmp_path_factory.mktemp("app")),
-    }
-    log = open(tmp_path_factory.mktemp("log") / "server.log", "w")  # noqa: SIM115 (outlives the call)
+    log = open(log_path, "w")  # noqa: SIM115 (outlives the call)
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -73,21 +70,31 @@ def _serve(tmp_path_factory):
             "--server.address",
             "127.0.0.1",
         ],
-        cwd=REPO,
+        cwd=cwd,
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
-    for _ in range(120):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
         try:
             if urllib.request.urlopen(f"{url}/_stcore/health", timeout=1).read() == b"ok":
-                break
+                return proc, url
         except OSError:
-            time.sleep(0.5)
-    else:
-        proc.kill()
-        pytest.fail("the Streamlit server did not become healthy")
+            time.sleep(0.25)
+    proc.kill()
+    pytest.fail(f"the Streamlit server did not become healthy: {log_path.read_text()[-2000:]}")
+
+
+def _serve(tmp_path_factory):
+    env = {
+        **os.environ,
+        "FER_DATA": str(CSV_PATH),
+        "FER_ICE_SERVERS": "[]",
+        "FER_APP_DIR": str(tmp_path_factory.mktemp("app")),
+    }
+    proc, url = start_server(env, tmp_path_factory.mktemp("log") / "server.log")
     try:
         yield url
     finally:
@@ -106,30 +113,16 @@ def fresh_server(tmp_path_factory):
     yield from _serve(tmp_path_factory)
 
 
-@pytest.fixture(scope="module")
-def playwright():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        yield p
-
-
-@pytest.fixture(scope="module")
-def browser(playwright):
-    b = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-    yield b
-    b.close()
-
-
-def _open(browser, url: str, path: str = "", **context):
-    page = browser.new_context(viewport={"width": 1300, "height": 1000}, **context).new_page()
+def open_page(browser, url: str, path: str = "", **context):
+    context = {"viewport": {"width": 1300, "height": 1000}, **context}
+    page = browser.new_context(**context).new_page()
     page.goto(f"{url}/{path}", wait_until="domcontentloaded", timeout=120_000)
     page.wait_for_selector("[data-testid=stApp]")
     page.wait_for_selector(f"h1:has-text('{PAGES[path]}')", timeout=60_000)
     return page
 
 
-def _settle(page, seconds: float = 60) -> None:
+def settle(page, seconds: float = 60) -> None:
     """Wait until Streamlit has finished running the script (no running indicator)."""
     deadline = time.time() + seconds
     time.sleep(1)
@@ -141,8 +134,8 @@ def _settle(page, seconds: float = 60) -> None:
 
 @pytest.mark.parametrize("path", list(PAGES))
 def test_page_loads_without_error(server, browser, path, tmp_path):
-    page = _open(browser, server, path)
-    _settle(page, 120)
+    page = open_page(browser, server, path)
+    settle(page, 120)
     page.screenshot(path=str(tmp_path / f"{path or 'home'}.png"))
     assert page.locator(ERRORS).count() == 0, page.locator(ERRORS).all_inner_texts()
     if path == "data":
@@ -156,11 +149,11 @@ def test_uploaded_photo_shows_boxes_and_probabilities(server, browser, csv_data,
     scene = scene_with_face(test.images[0], at=(60, 120))
     scene[120:280, 400:560] = cv2.resize(test.images[1], (160, 160), interpolation=cv2.INTER_CUBIC)
     cv2.imwrite(str(photo), scene)
-    page = _open(browser, server, "predict")
+    page = open_page(browser, server, "predict")
     page.locator("input[type=file]").first.set_input_files(str(photo))
     # the download button appears once the prediction is drawn (the server may still be busy)
     page.get_by_text("Annotated image").first.wait_for(timeout=180_000)
-    _settle(page)
+    settle(page)
     page.screenshot(path=str(tmp_path / "predict.png"), full_page=True)
     assert page.locator(ERRORS).count() == 0
     body = page.inner_text("[data-testid=stMain]")
@@ -171,7 +164,7 @@ def test_uploaded_photo_shows_boxes_and_probabilities(server, browser, csv_data,
 
 
 def test_training_chart_grows(server, browser):
-    page = _open(browser, server, "train")
+    page = open_page(browser, server, "train")
     page.get_by_role("spinbutton", name="Epochs").fill("40")
     subset = page.get_by_role("spinbutton", name="Training subset (images)")
     subset.fill("500")

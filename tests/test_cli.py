@@ -149,3 +149,29 @@ def test_finalize_stores_the_evaluation_it_reproduces(trained, tmp_path):
     again = json.loads(cli("evaluate", "--checkpoint", out, "--data", CSV_PATH, "--json").stdout)
     assert stored["accuracy"] == again["accuracy"] and stored["tta"] == again["tta"] == "flip"
     assert stored["confusion_matrix"] == again["confusion_matrix"]
+
+
+def test_kaggle_download_offline_is_one_clear_line(tmp_path):
+    """The optional Kaggle download fails fast and clearly without a network. A proxy on a closed
+    loopback port stands in for "offline", so the test never reaches the internet."""
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "HTTPS_PROXY": "http://127.0.0.1:9",
+        "HTTP_PROXY": "http://127.0.0.1:9",
+        "KAGGLE_USERNAME": "nobody",
+        "KAGGLE_KEY": "0" * 32,
+    }
+    proc = subprocess.run(
+        [sys.executable, "-m", "fer_core", "download"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 1, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: Kaggle download")
+    assert "Traceback" not in proc.stderr
+    assert not list(tmp_path.rglob("*.zip"))

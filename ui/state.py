@@ -23,6 +23,23 @@ EVAL_REQUESTS = "eval_requests"
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def secret(key: str):
+    """A value from .streamlit/secrets.toml (or the cloud's Secrets), or None."""
+    try:
+        return st.secrets.get(key)
+    except Exception:  # no secrets file at all, or an unreadable one
+        return None
+
+
+def export_secrets(keys) -> None:
+    """Copy secrets into the environment, where kagglehub and streamlit-webrtc look for them.
+    A variable already set in the environment wins."""
+    for key in keys:
+        value = secret(key)
+        if value and not os.environ.get(key):
+            os.environ[key] = str(value)
+
+
 def app_dir() -> Path:
     """Where the app keeps runs and uploaded datasets: $FER_APP_DIR, else ~/.cache/fer_core/app."""
     env = os.environ.get("FER_APP_DIR")

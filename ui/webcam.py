@@ -18,6 +18,7 @@ import streamlit as st
 
 from fer_core.draw import annotate
 from fer_core.predict import FaceSmoother, Predictor
+from ui.state import export_secrets, secret
 
 TURN_SECRETS = (
     "TWILIO_ACCOUNT_SID",
@@ -28,19 +29,12 @@ TURN_SECRETS = (
 )
 
 
-def _secret(key: str):
-    try:
-        return st.secrets.get(key)
-    except Exception:  # no secrets.toml at all
-        return None
-
-
 def rtc_configuration() -> tuple[dict | None, str]:
     """(configuration for webrtc_streamer, a sentence saying where it came from)."""
     raw = os.environ.get("FER_ICE_SERVERS")
     source = "FER_ICE_SERVERS"
-    if raw is None and _secret("ice_servers") is not None:
-        raw, source = _secret("ice_servers"), "secrets: ice_servers"
+    if raw is None and secret("ice_servers") is not None:
+        raw, source = secret("ice_servers"), "secrets: ice_servers"
     if raw is not None:
         try:
             servers = json.loads(raw) if isinstance(raw, str) else list(raw)
@@ -48,10 +42,7 @@ def rtc_configuration() -> tuple[dict | None, str]:
             st.warning(f"{source} is not valid JSON; ignoring it.")
         else:
             return {"iceServers": servers}, f"ICE servers from {source} ({len(servers)} entries)"
-    for key in TURN_SECRETS:  # streamlit-webrtc reads these from the environment
-        value = _secret(key)
-        if value and not os.environ.get(key):
-            os.environ[key] = str(value)
+    export_secrets(TURN_SECRETS)  # streamlit-webrtc reads these from the environment
     if any(os.environ.get(k) for k in TURN_SECRETS):
         return None, "TURN credentials found: streamlit-webrtc will fetch TURN servers"
     return None, "no TURN server configured: works on a local network; see README for the cloud"

@@ -1,0 +1,204 @@
+"""The app on a CPU box: cold start to the first rendered page, and the server's memory.
+
+Starts `streamlit run streamlit_app.py` headless (as Community Cloud does) and drives Debian's
+Chromium with playwright. For each of --repeat cold starts it measures the seconds from launching
+the server process to the Home page rendered with the shipped model's numbers. Then, on the last
+server, it visits every page with the full dataset and the shipped model loaded (Data renders its
+charts, Evaluate its stored evaluation, Predict a photo with two faces) and reads the server's
+resident memory from /proc: right after start-up, and its peak (VmHWM) after all pages.
+A bare Streamlit app (one title) is measured in the same run as the baseline for both.
+
+    python bench/app.py [--data ../shared/data/fer2013.csv.gz] [--repeat 3] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-dev-shm-usage",
+]
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _memory_mb(pid: int) -> dict:
+    fields = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            fields[key] = round(int(value.split()[0]) / 1024, 1)
+    return fields
+
+
+class Server:
+    def __init__(self, script: Path, env: dict, cwd: Path) -> None:
+        self.port = _port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.started = time.perf_counter()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", str(script), "--server.headless", "true",
+             "--server.port", str(self.port), "--server.address", "127.0.0.1"],
+            cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+
+    def wait_healthy(self, timeout: float = 120) -> float:
+        deadline = time.perf_counter() + timeout
+        while time.perf_counter() < deadline:
+            try:
+                if urllib.request.urlopen(f"{self.url}/_stcore/health", timeout=1).read() == b"ok":
+                    return time.perf_counter() - self.started
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("server did not become healthy")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+def _render(browser, url: str, path: str, ready: str, timeout: float = 180) -> tuple:
+    page = browser.new_context(viewport={"width": 1300, "height": 1000}).new_page()
+    page.goto(f"{url}/{path}", wait_until="domcontentloaded", timeout=timeout * 1000)
+    page.wait_for_selector(ready, timeout=timeout * 1000)
+    return page
+
+
+def cold_start(browser, script: Path, env: dict, ready: str) -> tuple[Server, dict]:
+    server = Server(script, env, ROOT)
+    healthy = server.wait_healthy()
+    _render(browser, server.url, "", ready).context.close()
+    rendered = time.perf_counter() - server.started
+    return server, {"healthy_s": round(healthy, 2), "first_page_s": round(rendered, 2)}
+
+
+def visit_every_page(browser, server: Server, photo: Path) -> dict:
+    seconds = {}
+    for path, ready in [
+        ("data", ".js-plotly-plot"),
+        ("train", "text=Past runs"),
+        ("evaluate", ".js-plotly-plot"),
+        ("predict", "input[type=file]"),
+    ]:
+        start = time.perf_counter()
+        page = _render(browser, server.url, path, ready)
+        if path == "predict":
+            page.locator("input[type=file]").first.set_input_files(str(photo))
+            page.get_by_text("Annotated image").first.wait_for(timeout=180_000)
+        seconds[path] = round(time.perf_counter() - start, 2)
+        page.context.close()
+    return seconds
+
+
+def _photo(data: Path, out: Path) -> Path:
+    """Two PublicTest faces pasted into a generated 640x480 scene (never stored in the repo)."""
+    import cv2
+    import numpy as np
+
+    sys.path.insert(0, str(ROOT))
+    from fer_core.data import load_dataset
+
+    faces = load_dataset(data).split("public_test").images[:2]
+    yy, xx = np.mgrid[0:480, 0:640]
+    scene = (80 + 60 * xx / 640 + 30 * np.sin(yy / 50.0)).astype(np.uint8)
+    for face, x in zip(faces, (60, 380)):
+        scene[140:340, x : x + 200] = cv2.resize(face, (200, 200), interpolation=cv2.INTER_CUBIC)
+    cv2.imwrite(str(out), scene)
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default=str(ROOT.parent / "shared/data/fer2013.csv.gz"))
+    parser.add_argument("--repeat", type=int, default=3, help="cold starts of each app")
+    parser.add_argument("--json", action="store_true", help="only the final JSON line")
+    args = parser.parse_args()
+    from playwright.sync_api import sync_playwright
+
+    log = (lambda *a: None) if args.json else print
+    out: dict = {}
+    with tempfile.TemporaryDirectory() as tmp, sync_playwright() as p:
+        tmp = Path(tmp)
+        bare = tmp / "bare_app.py"
+        bare.write_text("import streamlit as st\nst.title('Hello')\n")
+        photo = _photo(Path(args.data), tmp / "photo.png")
+        env = {**os.environ, "FER_DATA": args.data, "FER_APP_DIR": str(tmp / "app"),
+               "FER_CACHE_DIR": str(tmp / "cache"), "FER_ICE_SERVERS": "[]"}  # fmt: skip
+        # Warm the parsed-data cache once, as any second start of the app finds it.
+        subprocess.run([sys.executable, "-m", "fer_core", "info", "--data", args.data],
+                       cwd=ROOT, env=env, capture_output=True, check=True)  # fmt: skip
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        runs: dict[str, list] = {"bare": [], "app": []}
+        server = None
+        for i in range(args.repeat):
+            for name, script, ready in [
+                ("bare", bare, "h1:has-text('Hello')"),
+                ("app", ROOT / "streamlit_app.py", "text=PublicTest accuracy"),
+            ]:
+                server, timing = cold_start(browser, script, env, ready)
+                timing.update(_memory_mb(server.proc.pid))
+                runs[name].append(timing)
+                log(name, i + 1, timing)
+                if not (name == "app" and i == args.repeat - 1):
+                    server.stop()
+        # The last app server: every page, with the dataset and the model loaded.
+        pages = visit_every_page(browser, server, photo)
+        memory = _memory_mb(server.proc.pid)
+        server.stop()
+        browser.close()
+
+    def median(name, key):
+        return round(statistics.median(r[key] for r in runs[name]), 2)
+
+    out = {
+        "cold_start_s": median("app", "first_page_s"),
+        "peak_rss_mb": memory["VmHWM"],
+        "rss_after_start_mb": median("app", "VmRSS"),
+        "rss_after_pages_mb": memory["VmRSS"],
+        "healthy_s": median("app", "healthy_s"),
+        "baseline_cold_start_s": median("bare", "first_page_s"),
+        "baseline_rss_mb": median("bare", "VmRSS"),
+        "page_seconds": pages,
+        "runs": runs,
+        "targets": {"cold_start_s": 5.0, "peak_rss_mb": 1200},
+        "machine": {
+            "cpu": platform.processor() or platform.machine(),
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+        },
+    }
+    if not args.json:
+        print(
+            f"\ncold start {out['cold_start_s']} s (bare Streamlit {out['baseline_cold_start_s']}"
+            f" s) | RSS after start {out['rss_after_start_mb']} MB, peak after every page "
+            f"{out['peak_rss_mb']} MB (bare {out['baseline_rss_mb']} MB)"
+        )
+    print(json.dumps(out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

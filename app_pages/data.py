@@ -1,5 +1,7 @@
 """Data: choose the dataset, then explore it: class imbalance, weights, faces, quirks, FER+."""
 
+import contextlib
+import hashlib
 import os
 from pathlib import Path
 
@@ -37,11 +39,20 @@ def dataset_chooser() -> None:
                 "fer2013.csv, .csv.gz or the archive .zip", type=["csv", "gz", "zip"]
             )
             if upload is not None:
-                target = state.upload_dir() / Path(upload.name).name
-                target.write_bytes(upload.getbuffer())
+                # A folder per upload: a refused file never overwrites the active dataset (even
+                # under the same name), and an upload is written once, not again on every rerun.
+                folder = (
+                    state.upload_dir() / hashlib.sha256(upload.file_id.encode()).hexdigest()[:16]
+                )
+                target = folder / Path(upload.name).name
+                if not target.exists():
+                    folder.mkdir(exist_ok=True)
+                    target.write_bytes(upload.getbuffer())
                 _, error = state.get_data(str(target))
                 if error:
                     target.unlink(missing_ok=True)
+                    with contextlib.suppress(OSError):
+                        folder.rmdir()
                     st.error(f"That file is not usable: {error}")
                 elif st.session_state.get(state.DATA_PATH) != str(target):
                     state.set_data_path(str(target))
@@ -137,11 +148,11 @@ for i, name in enumerate(CLASSES):
     st.image([data.images[j] for j in chosen], width=72)
 
 st.subheader("Mean face per class")
-means = [data.images[data.split_mask("train") & (data.labels == i)].mean(0) for i in range(7)]
-cols = st.columns(7)
-for col, name, mean in zip(cols, CLASSES, means):
-    if np.isfinite(mean).all():
-        col.image(mean.astype(np.uint8), caption=name, width="stretch")
+train_mask = data.split_mask("train")
+for i, (col, name) in enumerate(zip(st.columns(7), CLASSES)):
+    faces = data.images[train_mask & (data.labels == i)]
+    if len(faces):  # a small dataset may lack a class (or a train split) altogether
+        col.image(faces.mean(0).astype(np.uint8), caption=name, width="stretch")
 
 st.subheader("Pixel intensity per class")
 train = data.split("train")

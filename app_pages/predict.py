@@ -33,10 +33,10 @@ def png(image: np.ndarray) -> bytes:
 def show_prediction(name: str, blob: bytes, detect: bool, tta: str, saliency: bool) -> list[dict]:
     """Draw one image's predictions; returns CSV rows (one per face)."""
     try:
-        image = load_image(blob)
+        image = load_image(blob, name=name)
         faces = predictor.predict_array(image, detect=detect, tta=tta)
     except FerError as exc:
-        st.error(f"**{name}**: {exc}")
+        st.error(f"**{name}**: {str(exc).removeprefix(f'{name}: ')}")
         return []
     annotated = annotate(image, faces)
     st.markdown(f"#### {name}")

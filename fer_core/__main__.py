@@ -337,10 +337,13 @@ def cmd_predict(args) -> int:
         except FerError as exc:
             failed += 1
             record = {"image": image, "error": str(exc)}
+            # One line on stderr in every mode (--json too): an exit status 1 carries its reason.
+            where = "" if record["error"].startswith(image) else f"{image}: "
+            print(f"error: {where}{record['error']}", file=sys.stderr)
         if args.json:
             print(json.dumps(record), flush=True)
-        elif "error" in record:
-            print(f"{image}: error: {record['error']}", file=sys.stderr)
+        elif "faces" not in record:
+            continue
         elif not record["faces"]:
             print(f"{image}: no face found (try --no-detect for a face crop)")
         else:

@@ -14,8 +14,12 @@ import hashlib
 import io
 import os
 import re
+import struct
 import tempfile
+import threading
+import warnings
 import zipfile
+import zlib
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -39,6 +43,17 @@ CACHE_FORMAT = 1
 MAX_ARCHIVE_MEMBERS = 200_000
 MAX_MEMBER_BYTES = 8 * 1024 * 1024
 MAX_TOTAL_BYTES = 2 * 1024**3
+# A few kilobytes of PNG can declare a 30000x30000 image: member images are refused above this
+# many pixels before they are decoded (a face image needs far fewer).
+MAX_MEMBER_PIXELS = 4096 * 4096
+# A FER2013 CSV row is under 10 KB and the full CSV holds 35,887 rows (~290 MB of text); a .csv.gz
+# that decompresses to gigabytes is refused once it passes these limits.
+MAX_CSV_LINE = 64 * 1024
+MAX_CSV_ROWS = MAX_ARCHIVE_MEMBERS
+MAX_CSV_CHARS = 1024**3
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_WARNINGS_LOCK = threading.Lock()
+_BATCH_BYTES = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -103,6 +118,8 @@ def load_dataset(path: str | os.PathLike, cache_dir: str | os.PathLike | None = 
     path = Path(path).expanduser()
     if not path.exists():
         raise DataError(f"dataset not found: {path}")
+    if not (path.is_file() or path.is_dir()):  # a FIFO or a device would block or never end
+        raise DataError(f"{path.name}: not a regular file or folder")
     cache_file = _cache_file(path, cache_dir)
     if cache_file is not None and cache_file.exists():
         cached = _read_cache(cache_file, str(path))
@@ -136,14 +153,29 @@ def read_csv(path: str | os.PathLike) -> FerData:
     path = Path(path)
     opener = gzip.open if path.name.lower().endswith(".gz") else open
     try:
-        with opener(path, "rt", newline="", encoding="utf-8") as handle:
+        # utf-8-sig: a byte-order mark (Excel's "CSV UTF-8") must not hide the first column name.
+        with opener(path, "rt", newline="", encoding="utf-8-sig") as handle:
             return _parse_csv(handle, str(path))
-    except (OSError, EOFError, UnicodeDecodeError, csv.Error) as exc:
+    except (OSError, EOFError, UnicodeDecodeError, csv.Error, zlib.error) as exc:
         raise DataError(f"{path.name}: cannot read as a CSV file ({exc})") from None
 
 
+def _bounded_lines(handle: io.TextIOBase, name: str) -> Iterator[str]:
+    """The lines of handle, refusing overlong lines and oversized files before they fill memory."""
+    total = 0
+    while line := handle.readline(MAX_CSV_LINE + 1):
+        if len(line) > MAX_CSV_LINE:
+            raise DataError(
+                f"{name}: a line is longer than {MAX_CSV_LINE // 1024} KB; not a FER2013 CSV"
+            )
+        total += len(line)
+        if total > MAX_CSV_CHARS:
+            raise DataError(f"{name}: more than {MAX_CSV_CHARS // 2**20} MB of text; too large")
+        yield line
+
+
 def _parse_csv(handle: io.TextIOBase, source: str) -> FerData:
-    reader = csv.reader(handle)
+    reader = csv.reader(_bounded_lines(handle, Path(source).name))
     header = next(reader, None)
     if header is None:
         raise DataError(f"{Path(source).name}: the file is empty")
@@ -160,6 +192,8 @@ def _parse_csv(handle: io.TextIOBase, source: str) -> FerData:
     for line_no, record in enumerate(reader, start=2):
         if not record:
             continue
+        if len(labels) >= MAX_CSV_ROWS:
+            raise DataError(f"{Path(source).name}: more than {MAX_CSV_ROWS} rows; too large")
         try:
             label = int(record[i_emotion])
             text = record[i_pixels]
@@ -281,7 +315,12 @@ def read_archive_zip(path: str | os.PathLike) -> FerData:
     except (zipfile.BadZipFile, OSError) as exc:
         raise DataError(f"{path.name}: not a readable zip archive ({exc})") from None
     with archive:
-        infos = [info for info in archive.infolist() if not info.is_dir()]
+        # Symbolic links (by their Unix mode bits) are skipped, as in folders: never followed.
+        infos = [
+            info
+            for info in archive.infolist()
+            if not info.is_dir() and (info.external_attr >> 16) & 0o170000 != 0o120000
+        ]
         if len(infos) > MAX_ARCHIVE_MEMBERS:
             raise DataError(f"{path.name}: too many files ({len(infos)}) for a FER2013 archive")
         total = 0
@@ -298,8 +337,20 @@ def read_archive_zip(path: str | os.PathLike) -> FerData:
 
         def reader(member: str):
             def read() -> bytes:
-                with archive.open(member) as handle:
-                    data = handle.read(MAX_MEMBER_BYTES + 1)
+                # A corrupt member (bad CRC, broken deflate data, a size that lies), an encrypted
+                # one (RuntimeError) or an unknown compression method (NotImplementedError).
+                try:
+                    with archive.open(member) as handle:
+                        data = handle.read(MAX_MEMBER_BYTES + 1)
+                except (
+                    zipfile.BadZipFile,
+                    zlib.error,
+                    EOFError,
+                    OSError,
+                    RuntimeError,
+                    NotImplementedError,
+                ) as exc:
+                    raise DataError(f"{path.name}: cannot read member {member} ({exc})") from None
                 if len(data) > MAX_MEMBER_BYTES:
                     raise DataError(f"{path.name}: member {member} is too large")
                 return data
@@ -307,10 +358,7 @@ def read_archive_zip(path: str | os.PathLike) -> FerData:
             return read
 
         members = list(_classify_members(names, reader, path.name))
-        # zipfile objects are not thread-safe for concurrent reads: read bytes serially,
-        # decode in parallel.
-        blobs = [m.read() for m in members]
-        return _decode_members(members, blobs, str(path))
+        return _decode_members(members, str(path))
 
 
 def read_archive_folder(path: str | os.PathLike) -> FerData:
@@ -320,8 +368,8 @@ def read_archive_folder(path: str | os.PathLike) -> FerData:
     for dirpath, _dirnames, filenames in os.walk(root, followlinks=False):
         for filename in filenames:
             full = Path(dirpath) / filename
-            if full.is_symlink():
-                continue  # never follow links out of the dataset folder
+            if full.is_symlink() or not full.is_file():
+                continue  # never follow links out of the dataset folder; skip FIFOs and devices
             files.append(full.relative_to(root).as_posix())
     if len(files) > MAX_ARCHIVE_MEMBERS:
         raise DataError(f"{root.name}: too many files ({len(files)}) for a FER2013 archive")
@@ -336,8 +384,7 @@ def read_archive_folder(path: str | os.PathLike) -> FerData:
         return read
 
     members = list(_classify_members(files, reader, root.name))
-    blobs = [m.read() for m in members]
-    return _decode_members(members, blobs, str(root))
+    return _decode_members(members, str(root))
 
 
 def _classify_members(names: list[str], reader, source: str) -> Iterator[_Member]:
@@ -372,11 +419,38 @@ def _classify_members(names: list[str], reader, source: str) -> Iterator[_Member
         )
 
 
-def _decode_members(members: list[_Member], blobs: list[bytes], source: str) -> FerData:
+def _declared_pixels(blob: bytes) -> tuple[int, int] | None:
+    """(width, height) from an image's header without decoding it; None if unreadable."""
+    if blob[:8] == _PNG_SIGNATURE and blob[12:16] == b"IHDR" and len(blob) >= 24:
+        return struct.unpack(">II", blob[16:24])  # the common case, without PIL
+    from PIL import Image
+
+    # PIL warns on stderr above ~89 megapixels; the caller's smaller limit says it more clearly.
+    # The warning filters are process-wide, so threads change them one at a time.
+    with _WARNINGS_LOCK, warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            with Image.open(io.BytesIO(blob)) as image:
+                return image.size
+        except Image.DecompressionBombError:
+            return (2**31, 2**31)
+        except Exception:  # PIL raises many types on a hostile header: unreadable
+            return None
+
+
+def _decode_members(members: list[_Member], source: str) -> FerData:
     import cv2  # imported here so that reading a CSV never needs OpenCV
 
     def decode(item: tuple[_Member, bytes]) -> np.ndarray:
         member, blob = item
+        size = _declared_pixels(blob)
+        if size is None:
+            raise DataError(f"{Path(source).name}: cannot decode image {member.name}")
+        if size[0] * size[1] > MAX_MEMBER_PIXELS:
+            raise DataError(
+                f"{Path(source).name}: image {member.name} is {size[0]}x{size[1]} pixels, "
+                "too large for a face image"
+            )
         image = cv2.imdecode(np.frombuffer(blob, dtype=np.uint8), cv2.IMREAD_GRAYSCALE)
         if image is None:
             raise DataError(f"{Path(source).name}: cannot decode image {member.name}")
@@ -384,8 +458,20 @@ def _decode_members(members: list[_Member], blobs: list[bytes], source: str) -> 
             image = cv2.resize(image, (IMAGE_SIZE, IMAGE_SIZE), interpolation=cv2.INTER_AREA)
         return image
 
+    # zipfile objects are not thread-safe for concurrent reads: read bytes serially, decode in
+    # parallel, in batches of bounded size (however much the archive unpacks to, only one batch
+    # of encoded bytes is in memory at a time).
+    images: list[np.ndarray] = []
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 2)) as pool:
-        images = list(pool.map(decode, zip(members, blobs), chunksize=256))
+        batch: list[tuple[_Member, bytes]] = []
+        batch_bytes = 0
+        for i, member in enumerate(members):
+            blob = member.read()
+            batch.append((member, blob))
+            batch_bytes += len(blob)
+            if batch_bytes >= _BATCH_BYTES or i == len(members) - 1:
+                images += pool.map(decode, batch)
+                batch, batch_bytes = [], 0
     splits, rows = [], []
     for member in members:
         match = _PREFIX_RE.match(Path(member.name).name)

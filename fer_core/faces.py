@@ -26,9 +26,15 @@ FACE_SIZE = 48
 DEFAULT_MARGIN = 0.1
 
 
-def load_image(source: str | os.PathLike | bytes | io.IOBase) -> np.ndarray:
-    """Decode an image file (path, bytes or file object) into (H, W, 3) uint8 RGB."""
-    name = str(source) if isinstance(source, (str, os.PathLike)) else "image"
+def load_image(
+    source: str | os.PathLike | bytes | io.IOBase, name: str | None = None
+) -> np.ndarray:
+    """Decode an image file (path, bytes or file object) into (H, W, 3) uint8 RGB.
+
+    Errors are `ImageError`s that start with `name` (default: the path, else "image").
+    """
+    if name is None:
+        name = str(source) if isinstance(source, (str, os.PathLike)) else "image"
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
         if not path.is_file():
@@ -46,7 +52,10 @@ def load_image(source: str | os.PathLike | bytes | io.IOBase) -> np.ndarray:
         raise ImageError(f"{name}: file is larger than {MAX_FILE_BYTES // 2**20} MB")
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            # No warning reaches the user's stderr: PIL warns about corrupt metadata (EXIF, TIFF
+            # tags) that it then skips, and from ~89 megapixels, where the MAX_PIXELS check below
+            # refuses sooner, with the size in the message. Above ~179 megapixels PIL refuses.
+            warnings.simplefilter("ignore")
             image = Image.open(io.BytesIO(source))
             width, height = image.size
             if width * height > MAX_PIXELS:
@@ -60,7 +69,7 @@ def load_image(source: str | os.PathLike | bytes | io.IOBase) -> np.ndarray:
             return to_rgb(image)
     except ImageError:
         raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+    except Image.DecompressionBombError:
         raise ImageError(f"{name}: image declares too many pixels (decompression bomb)") from None
     except UnidentifiedImageError:
         raise ImageError(f"{name}: not a readable image (unknown or unsupported format)") from None
@@ -76,7 +85,7 @@ def to_rgb(image: Image.Image) -> np.ndarray:
         gray = np.clip(np.round(array), 0, 255).astype(np.uint8)
         return np.repeat(gray[..., None], 3, axis=2)
     if image.mode in ("I", "F"):  # 32-bit int or float: no fixed range, stretch min..max
-        array = np.asarray(image, dtype=np.float64)
+        array = np.nan_to_num(np.asarray(image, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
         lo, hi = float(array.min()), float(array.max())
         scale = 255.0 / (hi - lo) if hi > lo else 0.0
         gray = np.clip(np.round((array - lo) * scale), 0, 255).astype(np.uint8)

@@ -101,7 +101,7 @@ def visit_every_page(browser, server: Server, photo: Path) -> dict:
         ("data", ".js-plotly-plot"),
         ("train", "text=Past runs"),
         ("evaluate", ".js-plotly-plot"),
-        ("predict", "input[type=file]"),
+        ("predict", "[data-testid=stFileUploader]"),
     ]:
         start = time.perf_counter()
         page = _render(browser, server.url, path, ready)

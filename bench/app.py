@@ -165,9 +165,11 @@ def main() -> int:
                 if not (name == "app" and i == args.repeat - 1):
                     server.stop()
         # The last app server: every page, with the dataset and the model loaded.
-        pages = visit_every_page(browser, server, photo)
-        memory = _memory_mb(server.proc.pid)
-        server.stop()
+        try:
+            pages = visit_every_page(browser, server, photo)
+            memory = _memory_mb(server.proc.pid)
+        finally:
+            server.stop()
         browser.close()
 
     def median(name, key):

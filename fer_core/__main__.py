@@ -58,6 +58,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cutmix", type=float, dest="cutmix_alpha")
     p.add_argument("--ema", type=float, dest="ema_decay")
     p.add_argument("--sam", type=float, dest="sam_rho", help="SAM radius (0 = off)")
+    p.add_argument(
+        "--distill", type=float, help="weight of self-distillation from the EMA weights (0 = off)"
+    )
+    p.add_argument("--distill-temperature", type=float)
     p.add_argument("--early-stopping", type=int)
     p.add_argument("--class-weighting", choices=("none", "inverse", "effective"))
     p.add_argument(
@@ -207,6 +211,8 @@ def cmd_train(args) -> int:
         cutmix_alpha=args.cutmix_alpha,
         ema_decay=args.ema_decay,
         sam_rho=args.sam_rho,
+        distill=args.distill,
+        distill_temperature=args.distill_temperature,
         early_stopping=args.early_stopping,
         seed=args.seed,
         device=args.device,

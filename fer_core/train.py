@@ -52,6 +52,8 @@ class TrainConfig:
     ema_decay: float = 0.0  # exponential moving average of weights; 0 = off
     grad_clip: float = 0.0  # max gradient norm; 0 = off
     sam_rho: float = 0.0  # sharpness-aware minimisation radius (two passes per step); 0 = off
+    distill: float = 0.0  # weight of self-distillation from the EMA weights (needs ema_decay)
+    distill_temperature: float = 2.0
     eval_tta: str = "none"  # test-time views for per-epoch validation
     mean: float = 0.5  # input normalisation
     std: float = 0.25
@@ -72,6 +74,9 @@ class TrainConfig:
             (0 <= self.label_smoothing < 1, "label_smoothing must be in [0, 1)"),
             (0 <= self.ema_decay < 1, "ema_decay must be in [0, 1)"),
             (self.sam_rho >= 0, "sam_rho must be non-negative"),
+            (0 <= self.distill < 1, "distill must be in [0, 1)"),
+            (self.distill == 0 or self.ema_decay > 0, "distill needs ema_decay (its teacher)"),
+            (self.distill_temperature > 0, "distill_temperature must be positive"),
         ]
         for ok, message in checks:
             if not ok:
@@ -339,8 +344,12 @@ class Trainer:
 
             return torch.optim.lr_scheduler.LambdaLR(self.optimizer, factor)
         if cfg.scheduler == "onecycle":
+            # OneCycleLR divides by zero when its warm-up is exactly one step (4 steps in all)
             return torch.optim.lr_scheduler.OneCycleLR(
-                self.optimizer, max_lr=cfg.lr, total_steps=total, pct_start=0.25
+                self.optimizer,
+                max_lr=cfg.lr,
+                total_steps=total,
+                pct_start=0.3 if total == 4 else 0.25,
             )
         if cfg.scheduler == "plateau":
             return torch.optim.lr_scheduler.ReduceLROnPlateau(
@@ -407,7 +416,20 @@ class Trainer:
                 weight=self.loss_weight,
                 label_smoothing=self.config.label_smoothing,
             )
+            if self.config.distill > 0:
+                loss = (1 - self.config.distill) * loss + self.config.distill * self._distillation(
+                    x, logits
+                )
         return logits, loss
+
+    def _distillation(self, x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        """Self-distillation: KL divergence from the EMA weights' softened predictions (the
+        "mean teacher"), scaled by T^2 so its gradient keeps the size of the hard loss."""
+        t = self.config.distill_temperature
+        with torch.no_grad():
+            teacher = F.log_softmax(self.ema(x).float() / t, dim=-1)
+        student = F.log_softmax(logits.float() / t, dim=-1)
+        return F.kl_div(student, teacher, log_target=True, reduction="batchmean") * t * t
 
     def _sharpness_aware_gradient(self, x: torch.Tensor, target: torch.Tensor) -> None:
         """SAM (Foret et al. 2021): replace the gradient with the one taken at the worst point

@@ -161,3 +161,36 @@ def test_sam_step_takes_the_gradient_at_the_perturbed_weights(csv_data):
     got = list(model.parameters())
     assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(got, expected))
     assert not all(torch.allclose(a, b, atol=1e-5) for a, b in zip(got, plain))
+
+
+def test_self_distillation_loss_is_the_hand_computed_mix(csv_data):
+    """distill=a, temperature T: (1 - a) * CE + a * T^2 * KL(EMA teacher || student), at T."""
+    x, y, _, _ = _subset(csv_data, 32)
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 4, 3, stride=4), torch.nn.Flatten(), torch.nn.Linear(4 * 12 * 12, 7)
+    )
+    cfg = replace(
+        FAST, epochs=1, batch_size=32, ema_decay=0.9, distill=0.4, distill_temperature=3.0,
+        amp=False, channels_last=False, label_smoothing=0.0,
+    )  # fmt: skip
+    trainer = Trainer(model, cfg, x, y, x, y)
+    with torch.no_grad():  # a teacher that differs from the student
+        for p in trainer.ema.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    inputs, targets = trainer._batch_input(torch.arange(32)), trainer.y_train[:32]
+    _, loss = trainer._loss(inputs, targets)
+
+    student, teacher = model(inputs), trainer.ema(inputs)
+    hard = torch.nn.functional.cross_entropy(student, targets)
+    p_teacher = torch.softmax(teacher / 3.0, -1)
+    kl = (p_teacher * (p_teacher.log() - torch.log_softmax(student / 3.0, -1))).sum(-1).mean()
+    assert torch.allclose(loss, 0.6 * hard + 0.4 * 9.0 * kl, atol=1e-5)
+    assert kl > 1e-4  # the teacher term is not trivially zero here
+    loss.backward()  # the gradient flows into the student only
+    assert all(p.grad is None for p in trainer.ema.parameters())
+
+
+def test_distillation_needs_its_teacher():
+    with pytest.raises(ValueError, match="needs ema_decay"):
+        replace(FAST, distill=0.5, ema_decay=0.0)

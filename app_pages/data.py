@@ -147,16 +147,14 @@ for i, name in enumerate(CLASSES):
     st.markdown(f"{EMOJI[name]} **{name}** ({len(index):,})")
     st.image([data.images[j] for j in chosen], width=72)
 
+mean_faces, intensity = state.get_pixel_summary()
 st.subheader("Mean face per class")
-train_mask = data.split_mask("train")
-for i, (col, name) in enumerate(zip(st.columns(7), CLASSES)):
-    faces = data.images[train_mask & (data.labels == i)]
-    if len(faces):  # a small dataset may lack a class (or a train split) altogether
-        col.image(faces.mean(0).astype(np.uint8), caption=name, width="stretch")
+for col, name in zip(st.columns(7), CLASSES):
+    if name in mean_faces:  # a small dataset may lack a class (or a train split) altogether
+        col.image(mean_faces[name], caption=name, width="stretch")
 
 st.subheader("Pixel intensity per class")
-train = data.split("train")
-st.plotly_chart(charts.intensity_histograms(train.images, train.labels), width="stretch")
+st.plotly_chart(charts.intensity_histograms(intensity), width="stretch")
 
 st.subheader("Dataset quirks")
 q1, q2 = st.columns(2)

@@ -174,6 +174,9 @@ def _bounded_lines(handle: io.TextIOBase, name: str) -> Iterator[str]:
         yield line
 
 
+_CSV_BLOCK = 2048  # rows of pixel text held at once (~18 MB)
+
+
 def _parse_csv(handle: io.TextIOBase, source: str) -> FerData:
     reader = csv.reader(_bounded_lines(handle, Path(source).name))
     header = next(reader, None)
@@ -188,7 +191,10 @@ def _parse_csv(handle: io.TextIOBase, source: str) -> FerData:
         )
     i_emotion, i_pixels = columns["emotion"], columns["pixels"]
     i_usage = columns.get("usage")
-    labels, splits, pixels = [], [], []
+    # Pixel text is parsed a block of rows at a time: holding all ~290 MB of it as Python strings
+    # would leave the process several hundred MB larger for good (freed small blocks stay in
+    # the heap).
+    labels, splits, pixels, blocks = [], [], [], []
     for line_no, record in enumerate(reader, start=2):
         if not record:
             continue
@@ -213,9 +219,14 @@ def _parse_csv(handle: io.TextIOBase, source: str) -> FerData:
         labels.append(label)
         splits.append(_USAGE_TO_SPLIT[usage])
         pixels.append(text)
+        if len(pixels) == _CSV_BLOCK:
+            blocks.append(parse_pixel_strings(pixels, Path(source).name, len(labels) - len(pixels)))
+            pixels = []
     if not labels:
         raise DataError(f"{Path(source).name}: no data rows")
-    images = parse_pixel_strings(pixels, source=Path(source).name)
+    if pixels:
+        blocks.append(parse_pixel_strings(pixels, Path(source).name, len(labels) - len(pixels)))
+    images = blocks[0] if len(blocks) == 1 else np.concatenate(blocks)
     n = len(labels)
     return FerData(
         images=images,
@@ -227,30 +238,30 @@ def _parse_csv(handle: io.TextIOBase, source: str) -> FerData:
     )
 
 
-def parse_pixel_strings(pixels: list[str], source: str = "CSV") -> np.ndarray:
+def parse_pixel_strings(pixels: list[str], source: str = "CSV", first_row: int = 0) -> np.ndarray:
     """Parse space-separated pixel strings into (N, 48, 48) uint8, vectorised (no per-value Python).
 
     Every row must hold exactly 48*48 integers in 0..255. Rows are parsed in chunks to keep
-    temporaries small (the full FER2013 CSV holds ~290 MB of pixel text).
+    temporaries small. `first_row` is the data row number of pixels[0] minus one, for errors.
     """
     n_values = IMAGE_SIZE * IMAGE_SIZE
     if _needs_normalising(pixels):
         pixels = [" ".join(p.split()) for p in pixels]
     out = np.empty((len(pixels), n_values), dtype=np.uint8)
-    chunk = 2048
+    chunk = 512
     for first in range(0, len(pixels), chunk):
         rows = pixels[first : first + chunk]
         for i, text in enumerate(rows):
             if text.count(" ") != n_values - 1:
                 count = len(text.split())
                 raise DataError(
-                    f"{source}, data row {first + i + 1}: {count} pixel values, "
+                    f"{source}, data row {first_row + first + i + 1}: {count} pixel values, "
                     f"expected {n_values} (48x48)"
                 )
         try:
             out[first : first + len(rows)] = _parse_chunk(rows).reshape(len(rows), n_values)
         except ValueError:
-            bad = first + _first_bad_row(rows)
+            bad = first_row + first + _first_bad_row(rows)
             raise DataError(
                 f"{source}, data row {bad + 1}: pixel values must be integers 0..255"
             ) from None
@@ -461,16 +472,20 @@ def _decode_members(members: list[_Member], source: str) -> FerData:
     # zipfile objects are not thread-safe for concurrent reads: read bytes serially, decode in
     # parallel, in batches of bounded size (however much the archive unpacks to, only one batch
     # of encoded bytes is in memory at a time).
-    images: list[np.ndarray] = []
+    # Decoded faces go straight into one array: a list of 30k small arrays would leave the heap
+    # fragmented long after the load.
+    images = np.empty((len(members), IMAGE_SIZE, IMAGE_SIZE), dtype=np.uint8)
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 2)) as pool:
         batch: list[tuple[_Member, bytes]] = []
-        batch_bytes = 0
+        batch_bytes, done = 0, 0
         for i, member in enumerate(members):
             blob = member.read()
             batch.append((member, blob))
             batch_bytes += len(blob)
             if batch_bytes >= _BATCH_BYTES or i == len(members) - 1:
-                images += pool.map(decode, batch)
+                for image in pool.map(decode, batch):
+                    images[done] = image
+                    done += 1
                 batch, batch_bytes = [], 0
     splits, rows = [], []
     for member in members:
@@ -485,7 +500,7 @@ def _decode_members(members: list[_Member], source: str) -> FerData:
             splits[-1] = 0  # a train/ folder is training data whatever its file names say
     order = np.lexsort((np.asarray(rows), np.asarray(splits)))  # stable, reproducible order
     return FerData(
-        images=np.stack(images)[order],
+        images=images[order],
         labels=np.asarray([m.label for m in members], dtype=np.int64)[order],
         splits=np.asarray(splits, dtype=np.int8)[order],
         rows=np.asarray(rows, dtype=np.int64)[order],

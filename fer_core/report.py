@@ -111,3 +111,24 @@ def build_report(data: FerData) -> DatasetReport:
         blank_indices=np.flatnonzero(blanks).tolist(),
         blank_by_split={s: int(blanks[data.split_mask(s)].sum()) for s in splits_present},
     )
+
+
+INTENSITY_BINS = 32  # of width 8 over 0..255
+
+
+def class_pixel_summary(
+    data: FerData, split: str = "train"
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """The mean face (48x48 uint8) and the pixel-intensity distribution (32 bins of width 8,
+    summing to 1) of each class present in `split`. One class is copied at a time, so the
+    extra memory stays at one class's images (no float copy of the split)."""
+    mask = data.split_mask(split)
+    mean_faces, intensity = {}, {}
+    for i, name in enumerate(CLASSES):
+        faces = data.images[mask & (data.labels == i)]
+        if not len(faces):
+            continue
+        mean_faces[name] = np.round(faces.mean(axis=0, dtype=np.float64)).astype(np.uint8)
+        counts = np.bincount((faces >> 3).ravel(), minlength=INTENSITY_BINS)
+        intensity[name] = counts / counts.sum()
+    return mean_faces, intensity

@@ -1,5 +1,8 @@
 """The dataset report against the quirks listed in ../shared/data/README.md."""
 
+import numpy as np
+
+from fer_core.labels import CLASSES
 from fer_core.report import build_report
 
 
@@ -13,3 +16,16 @@ def test_report_on_real_csv(csv_data):
     assert report.imbalance_ratio == round(7215 / 436, 3)
     assert report.class_weights["inverse"]["disgust"] > report.class_weights["inverse"]["happy"]
     assert set(report.to_dict()) >= {"counts", "imbalance_ratio", "class_weights"}
+
+
+def test_class_pixel_summary_matches_a_plain_computation(csv_data):
+    from fer_core.report import class_pixel_summary
+
+    mean_faces, intensity = class_pixel_summary(csv_data)
+    train = csv_data.split("train")
+    assert list(mean_faces) == list(CLASSES)  # every class is in FER2013's train split
+    for i, name in enumerate(CLASSES):
+        faces = train.images[train.labels == i]
+        expected = np.histogram(faces, bins=np.linspace(0, 256, 33))[0]
+        assert np.allclose(intensity[name], expected / expected.sum())
+        assert np.abs(mean_faces[name].astype(float) - faces.mean(0)).max() <= 0.5

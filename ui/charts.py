@@ -60,19 +60,14 @@ def class_weights(weights: dict[str, dict[str, float]]) -> go.Figure:
     return fig
 
 
-def intensity_histograms(images: np.ndarray, labels: np.ndarray) -> go.Figure:
-    """Distribution of pixel intensity per class (density over 32 bins)."""
+def intensity_histograms(intensity: dict[str, np.ndarray]) -> go.Figure:
+    """Distribution of pixel intensity per class (`report.class_pixel_summary`'s bins)."""
     fig = go.Figure()
-    edges = np.linspace(0, 256, 33)
-    centers = (edges[:-1] + edges[1:]) / 2
-    for i, name in enumerate(CLASSES):
-        pixels = images[labels == i]
-        if not len(pixels):
-            continue
-        hist = np.histogram(pixels, bins=edges)[0].astype(float)
+    for name, share in intensity.items():
+        width = 256 / len(share)
         fig.add_scatter(
-            x=centers,
-            y=hist / hist.sum(),
+            x=(np.arange(len(share)) + 0.5) * width,
+            y=share,
             name=name,
             mode="lines",
             line=dict(color=_rgb(name), width=2),

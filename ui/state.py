@@ -193,6 +193,19 @@ def get_report(path: str | None = None):
     return _report(path, Path(path).stat().st_mtime)
 
 
+@st.cache_resource(show_spinner=False, max_entries=2)
+def _pixel_summary(path: str, stamp: float):
+    from fer_core.report import class_pixel_summary
+
+    return class_pixel_summary(_load_data(path, stamp))
+
+
+def get_pixel_summary(path: str | None = None):
+    """Mean faces and intensity distributions per class of the train split, cached."""
+    path = active_data_path() if path is None else path
+    return _pixel_summary(path, Path(path).stat().st_mtime)
+
+
 def ferplus_path(data_path: str) -> Path | None:
     """FER+ labels next to the dataset, if the user has them."""
     folder = Path(data_path).parent if Path(data_path).is_file() else Path(data_path)

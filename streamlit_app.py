@@ -40,11 +40,19 @@ def sidebar() -> None:
         if not choices:
             st.caption("No model yet: train one on the **Train** page.")
             return
-        paths = list(choices.values())
-        current = state.active_model_path()
-        index = paths.index(current) if current in paths else 0
-        label = st.selectbox("Model", list(choices), index=index, label_visibility="collapsed")
-        state.set_model_path(choices[label])
+        labels = {path: label for label, path in choices.items()}
+        if state.active_model_path() not in labels:  # e.g. its run folder was deleted
+            state.set_model_path(next(iter(labels)))
+        # A keyed widget that follows the active model (another page may change it); the
+        # choice itself lands through on_change, before the script reruns.
+        st.session_state["model_choice"] = labels[state.active_model_path()]
+        st.selectbox(
+            "Model",
+            list(choices),
+            key="model_choice",
+            label_visibility="collapsed",
+            on_change=lambda: state.set_model_path(choices[st.session_state["model_choice"]]),
+        )
         ckpt, error = state.get_checkpoint()
         if ckpt is None:
             st.error(error, icon="⚠️")

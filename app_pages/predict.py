@@ -10,7 +10,7 @@ from PIL import Image
 
 from fer_core.draw import annotate
 from fer_core.errors import FerError
-from fer_core.faces import load_image
+from fer_core.faces import MAX_FILE_BYTES, load_image
 from fer_core.labels import EMOJI
 from fer_core.saliency import grad_cam, overlay
 from ui import charts, state
@@ -112,6 +112,7 @@ with photos_tab:
         "Photos (JPEG, PNG, WebP, BMP, TIFF)",
         accept_multiple_files=True,
         type=["jpg", "jpeg", "png", "webp", "bmp", "tif", "tiff", "gif"],
+        max_upload_size=MAX_FILE_BYTES // 2**20,  # refused in the browser, before the upload
     )
     rows = []
     for upload in uploads or []:
@@ -169,10 +170,7 @@ def webcam() -> None:
         f"Connection: {where}. If the video never starts, use the Snapshot tab."
     )
 
-    @st.fragment(run_every=0.5)
     def live_probs() -> None:
-        if not ctx.state.playing:
-            return
         faces, fps = stream.latest()
         st.metric("Frames per second", f"{fps:.1f}")
         for i, face in enumerate(faces[:3]):
@@ -181,7 +179,10 @@ def webcam() -> None:
                 charts.probabilities(face["probs"], height=180), width="stretch", key=f"live_{i}"
             )
 
-    live_probs()
+    # Poll only while the camera plays (starting or stopping it reruns the page): an idle
+    # Predict tab would otherwise cost the server a script run every half second.
+    if ctx.state.playing:
+        st.fragment(run_every=0.5)(live_probs)()
 
 
 with webcam_tab:

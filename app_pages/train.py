@@ -1,6 +1,7 @@
 """Train: configure a run, start it in the background, watch it live, stop it, compare past runs."""
 
 from dataclasses import replace
+from pathlib import Path
 
 import pandas as pd
 import streamlit as st
@@ -9,7 +10,7 @@ import torch
 from fer_core.augment import AugmentConfig
 from fer_core.models import ARCHITECTURES
 from fer_core.recipes import RECIPES, get_recipe
-from fer_core.runs import BEST_FILE, DataSelection, list_runs
+from fer_core.runs import BEST_FILE, DataSelection, list_runs, recipe_of, resumable
 from fer_core.train import OPTIMIZERS, SCHEDULERS
 from ui import charts, state
 from ui.training import TrainingManager
@@ -135,9 +136,11 @@ def config_form(n_train: int) -> tuple | None:
     return replace(recipe, arch=arch, config=config, class_weighting=weighting), selection
 
 
-@st.fragment(run_every=1.0)
-def live_view() -> None:
+def live_view(polling: bool) -> None:
+    """The live run; refreshed every second only while one is active (see below)."""
     run = manager().snapshot()
+    if polling and not run.active:
+        st.rerun()  # the run just ended: once more in full, so Past runs shows it, then stop
     if run.status == "idle":
         st.caption("No run yet on this server.")
         return
@@ -195,10 +198,24 @@ else:
         (st.success if ok else st.warning)(message)
 
 st.subheader("Live run")
-live_view()
+# Poll only while a run is active: every polling session costs the server a script run per
+# second, which adds up with several sessions on a small machine.
+polling = manager().snapshot().active
+st.fragment(run_every=1.0 if polling else None)(live_view)(polling)
 
 st.subheader("Past runs")
 runs = list_runs(state.runs_dir())
+live = manager().snapshot()
+
+
+def run_status(run) -> str:
+    """A run recorded as running that this server is not training was cut off (a crash or a
+    restart); its finished epochs and best checkpoint are kept."""
+    if run.status in ("created", "running") and not (live.active and live.run_dir == str(run.path)):
+        return "interrupted"
+    return run.status
+
+
 if not runs:
     st.caption("Finished and stopped runs appear here, with their best checkpoints.")
 else:
@@ -207,7 +224,7 @@ else:
             {
                 "run": r.name,
                 "architecture": r.arch,
-                "status": r.status,
+                "status": run_status(r),
                 "epochs": f"{r.epochs_done}/{r.epochs}",
                 "best val acc": r.best_val_acc,
                 "best val macro-F1": r.best_val_macro_f1,
@@ -236,6 +253,30 @@ else:
             "Metric", ["val_acc", "val_macro_f1", "val_loss", "train_loss"], default="val_acc"
         )
         st.plotly_chart(charts.compare_runs(by_name, metric or "val_acc"), width="stretch")
+    resume_choices = {
+        f"{r.name} ({r.epochs_done}/{r.epochs} epochs)": r for r in runs if resumable(r)
+    }
+    if resume_choices and not live.active:
+        c1, c2 = st.columns([3, 1])
+        pick = c1.selectbox(
+            "Resume a stopped or interrupted run from its last finished epoch", list(resume_choices)
+        )
+        if c2.button("▶ Resume"):
+            run = resume_choices[pick]
+            trained_on = run.record.get("data")
+            if data is None or trained_on != data.source:
+                st.warning(
+                    f"{run.name} was trained on `{Path(str(trained_on)).name}`: make that the "
+                    "active dataset on the Data page to resume it."
+                )
+            else:
+                recipe, selection = recipe_of(run)
+                ok, message = manager().start(
+                    data, recipe, selection, state.runs_dir(), session_id(), resume_dir=run.path
+                )
+                if ok:
+                    st.rerun()  # in full, so that the live view polls the resumed run
+                st.warning(message)
     usable = [r for r in runs if (r.path / BEST_FILE).exists()]
     if usable:
         c1, c2 = st.columns([3, 1])

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 import tempfile
+import warnings
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +32,18 @@ FAST_CHECKPOINT = CHECKPOINT_DIR / "fer_model_fast.pt"  # the live webcam
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)
 _REQUIRED = ("format", "format_version", "arch", "arch_kwargs", "state_dict", "classes")
+_TYPES = {
+    "arch_kwargs": dict,
+    "state_dict": dict,
+    "classes": (list, tuple),
+    "input_size": int,
+    "mean": (int, float),
+    "std": (int, float),
+    "train_config": dict,
+    "history": list,
+    "metrics": dict,
+    "extra": dict,
+}
 
 
 @dataclass
@@ -128,14 +142,21 @@ def safe_torch_load(path: str | os.PathLike) -> dict:
             f"{path.name}: not a readable PyTorch checkpoint (truncated, corrupt or another format)"
         )
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch's notes would add lines to a one-line error
+            warnings.simplefilter("ignore")
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        found = re.search(r"GLOBAL ([\w.]+)", str(exc))  # the callable the file asks for
+        what = f" ({found.group(1)})" if found else ""
         raise CheckpointError(
             f"{path.name}: refused to load: it contains objects other than tensors and plain "
-            f"data, which could run code ({first[:160]})"
+            f"data{what}, which could run code"
         ) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
+        if "TorchScript" in str(exc):
+            raise CheckpointError(
+                f"{path.name}: a TorchScript export, not a checkpoint (load it with torch.jit.load)"
+            ) from None
         raise CheckpointError(
             f"{path.name}: not a readable PyTorch checkpoint (truncated or corrupt: "
             f"{str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__})"
@@ -162,18 +183,23 @@ def load_checkpoint(path: str | os.PathLike | None = None, device: str = "cpu") 
     if missing:
         raise CheckpointError(f"{path.name}: incomplete checkpoint, missing {', '.join(missing)}")
     version = raw["format_version"]
-    if not isinstance(version, int) or version > FORMAT_VERSION:
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise CheckpointError(f"{path.name}: unknown checkpoint format version {version!r}")
+    if version > FORMAT_VERSION:
         raise CheckpointError(
             f"{path.name}: written by a newer fer_core (format {version}, this one reads up to "
             f"{FORMAT_VERSION}); upgrade fer_core"
         )
     arch = raw["arch"]
-    if arch not in ARCHITECTURES:
+    if not isinstance(arch, str) or arch not in ARCHITECTURES:
         raise CheckpointError(f"{path.name}: unknown architecture {arch!r}")
+    malformed = _malformed(raw)
+    if malformed:
+        raise CheckpointError(f"{path.name}: malformed checkpoint ({malformed})")
     classes = tuple(raw["classes"])
     try:
         model = build_model(arch, num_classes=len(classes), **raw["arch_kwargs"])
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, RuntimeError) as exc:
         raise CheckpointError(f"{path.name}: cannot build {arch} ({exc})") from None
     state = {
         k: v.float() if torch.is_tensor(v) and v.is_floating_point() else v
@@ -182,9 +208,10 @@ def load_checkpoint(path: str | os.PathLike | None = None, device: str = "cpu") 
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:
-        first = str(exc).splitlines()[0]
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()] or ["?"]
+        detail = lines[1] if len(lines) > 1 else lines[0]  # line 0 only says "Error(s) in ..."
         raise CheckpointError(
-            f"{path.name}: weights do not fit architecture {arch} ({first[:200]})"
+            f"{path.name}: weights do not fit architecture {arch} ({detail[:200]})"
         ) from None
     # channels_last: oneDNN's fastest CPU convolutions (2-3x at batch 1) and cuDNN's on GPUs.
     model.to(device).to(memory_format=torch.channels_last).eval()
@@ -202,6 +229,16 @@ def load_checkpoint(path: str | os.PathLike | None = None, device: str = "cpu") 
         extra=dict(raw.get("extra", {})),
         path=path,
     )
+
+
+def _malformed(raw: dict) -> str | None:
+    """Why a checkpoint's fields have the wrong types, or None when they are fine."""
+    for key, kind in _TYPES.items():
+        if key in raw and not isinstance(raw[key], kind):
+            return f"{key} has type {type(raw[key]).__name__}"
+    if not raw["classes"] or not all(isinstance(c, str) for c in raw["classes"]):
+        return "classes must be a non-empty list of names"
+    return None
 
 
 class _Exported(nn.Module):

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from fer_core.checkpoint import atomic_torch_save, safe_torch_load, save_checkpoint
+from fer_core.checkpoint import _UMASK, atomic_torch_save, safe_torch_load, save_checkpoint
 from fer_core.data import FerData, class_weights, stratified_split
-from fer_core.errors import DataError
+from fer_core.errors import CheckpointError, DataError
 from fer_core.labels import CLASSES
 from fer_core.models import build_model
 from fer_core.recipes import Recipe
@@ -39,6 +39,7 @@ def write_json_atomic(path: Path, obj) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; like checkpoints, follow the umask
         with os.fdopen(fd, "w") as handle:
             json.dump(obj, handle, indent=1)
             handle.flush()
@@ -174,6 +175,8 @@ def train_run(
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    for stale in run_dir.glob(".*.tmp"):  # left by a writer that was killed mid-write
+        stale.unlink(missing_ok=True)
     x_train, y_train, x_val, y_val = select_data(data, selection)
     config = recipe.config
     if recipe.class_weighting != "none" and config.class_weights is None:
@@ -193,20 +196,55 @@ def train_run(
         "n_val": len(y_val),
         "command": command,
     }
-    run_path = run_dir / RUN_FILE
-    if not run_path.exists():
+    run_path, state_path = run_dir / RUN_FILE, run_dir / STATE_FILE
+    resuming = resume and state_path.exists()
+    if resuming:
+        changed = _changed_settings(run_path, meta)
+        if changed:
+            raise CheckpointError(
+                f"{run_dir.name} was started with other settings ({', '.join(changed)}); resume "
+                "it with the same ones or choose a new run folder"
+            )
+    if not run_path.exists() or not resuming:
         write_json_atomic(run_path, {**meta, "status": "created", "created": _now()})
     seed_everything(config.seed)
     model = build_model(recipe.arch, **arch_kwargs)
     recorder = RunRecorder(run_dir, recipe.arch, arch_kwargs, meta)
     trainer = Trainer(model, config, x_train, y_train, x_val, y_val, [recorder, *callbacks])
-    state_path = run_dir / STATE_FILE
-    if resume and state_path.exists():
-        trainer.load_state_dict(safe_torch_load(state_path))
+    if resuming:
+        try:
+            trainer.load_state_dict(safe_torch_load(state_path))
+        except (KeyError, TypeError, ValueError, RuntimeError):
+            raise CheckpointError(
+                f"{state_path}: cannot resume from this state (it does not fit the model or "
+                "optimizer); choose a new run folder"
+            ) from None
     if trainer_hook is not None:
         trainer_hook(trainer)
     result = trainer.fit()
     return run_dir / BEST_FILE, result
+
+
+_RESUME_KEYS = ("arch", "arch_kwargs", "train_config", "class_weighting", "val", "limit")
+_ANY_DEVICE = ("device", "compile")  # a run may resume on another device
+
+
+def _changed_settings(run_path: Path, meta: dict) -> list[str]:
+    """The settings recorded in run.json that differ from `meta` (empty when none differ)."""
+    try:
+        record = json.loads(run_path.read_text())
+    except (OSError, ValueError):
+        return []  # no readable record: the state itself is checked when it is loaded
+    changed = []
+    for key in _RESUME_KEYS:
+        if key not in record:
+            continue
+        old, new = record[key], json.loads(json.dumps(meta[key]))  # tuples -> lists, as stored
+        if key == "train_config" and isinstance(old, dict):
+            changed += [k for k in new if k not in _ANY_DEVICE and k in old and old[k] != new[k]]
+        elif old != new:
+            changed.append(key)
+    return changed
 
 
 @dataclass(frozen=True)
@@ -257,3 +295,34 @@ def list_runs(root: str | os.PathLike) -> list[RunSummary]:
         return []
     runs = [read_run(p) for p in sorted(root.iterdir(), reverse=True) if p.is_dir()]
     return [r for r in runs if r is not None]
+
+
+def resumable(run: RunSummary) -> bool:
+    """A run cut short (stopped, or interrupted by a crash or restart) that can go on from its
+    saved state to the epoch count it was started with."""
+    return (
+        run.status != "finished"
+        and run.epochs_done < run.epochs
+        and (run.path / STATE_FILE).is_file()
+    )
+
+
+def recipe_of(run: RunSummary) -> tuple[Recipe, DataSelection]:
+    """The recipe and data selection a run was started with (from its run.json), to resume it."""
+    record = run.record
+    try:
+        config = TrainConfig.from_dict(record["train_config"])
+        val: str | float = record.get("val", "public_test")
+        if val != "public_test":
+            val = float(val)  # a fraction of train
+        recipe = Recipe(
+            record["arch"],
+            config,
+            record.get("class_weighting", "none"),
+            arch_kwargs=dict(record.get("arch_kwargs") or {}),
+        )
+        return recipe, DataSelection(val=val, limit=record.get("limit"))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(
+            f"{run.name}: run.json does not describe a run to resume ({exc})"
+        ) from None

@@ -100,3 +100,13 @@ def browser(playwright):
     b = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
     yield b
     b.close()
+
+
+@pytest.fixture(autouse=True)
+def _close_browser_pages(request):
+    """Close the pages a test opened: a Train or Predict tab left open keeps its session alive on
+    the module's server, and the tests after it would share the machine with it."""
+    yield
+    if "browser" in request.fixturenames:
+        for context in request.getfixturevalue("browser").contexts:
+            context.close()

@@ -89,8 +89,10 @@ class TrainingManager:
         runs_root: Path,
         owner: str,
         arch_kwargs: dict | None = None,
+        resume_dir: Path | None = None,
     ) -> tuple[bool, str]:
-        """Start a run in the background; (False, reason) if one is already going."""
+        """Start a run in the background, or resume the one in `resume_dir` from its saved
+        state; (False, reason) if a run is already going."""
         with self._lock:
             if self._run.active:
                 since = time.strftime("%H:%M:%S", time.localtime(self._run.started))
@@ -100,7 +102,7 @@ class TrainingManager:
                     f"{since}). One run at a time per server: watch it below, or "
                     "wait for it to finish."
                 )
-            run_dir = new_run_dir(runs_root, recipe.arch)
+            run_dir = Path(resume_dir) if resume_dir else new_run_dir(runs_root, recipe.arch)
             self._run = LiveRun(
                 status="starting",
                 run_dir=str(run_dir),
@@ -117,7 +119,7 @@ class TrainingManager:
             daemon=True,
         )
         self._thread.start()
-        return True, f"Training started in {run_dir.name}."
+        return True, f"Training {'resumed' if resume_dir else 'started'} in {run_dir.name}."
 
     def stop(self) -> None:
         """Ask the run to stop; the current batch finishes, finished epochs are kept."""

@@ -14,6 +14,7 @@ A bare Streamlit app (one title) is measured in the same run as the baseline for
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import json
 import os
 import platform
@@ -190,6 +191,7 @@ def main() -> int:
             "cpu": platform.processor() or platform.machine(),
             "cpus": os.cpu_count(),
             "python": platform.python_version(),
+            "torch": importlib.metadata.version("torch"),
         },
     }
     if not args.json:

@@ -155,7 +155,7 @@ def inference_section(r: dict) -> str:
     return text + _table(["path", "result", "target"], end_to_end)
 
 
-def app_section(r: dict) -> str:
+def app_section(r: dict, title: str = "## 5. The app") -> str:
     rows = [
         ["`streamlit run` → Home rendered in Chromium (median of "
          f"{len(r['runs']['app'])} cold starts)", f"{r['cold_start_s']} s",
@@ -170,13 +170,26 @@ def app_section(r: dict) -> str:
          f"({_verdict(r['peak_rss_mb'] <= r['targets']['peak_rss_mb'])})", ""],
     ]  # fmt: skip
     pages = ", ".join(f"{k} {v} s" for k, v in r["page_seconds"].items())
+    torch = r["machine"].get("torch", "?")
     return (
-        f"## 5. The app\n\n`python bench/app.py --json` ({r['machine']['cpu']}, "
-        f"{r['machine']['cpus']} cores, Python {r['machine']['python']}; Debian's Chromium "
-        "through playwright, server and browser on the same machine).\n\n"
+        f"{title}\n\n`python bench/app.py --json` ({r['machine']['cpu']}, "
+        f"{r['machine']['cpus']} cores, Python {r['machine']['python']}, torch {torch}; Debian's "
+        "Chromium through playwright, server and browser on the same machine).\n\n"
         + _table(["measure", "result", "target", "baseline (same run)"], rows)
         + f"\n\nPage visits on the warm server (first render, until its main chart or result): "
         f"{pages}."
+    )
+
+
+def app_deploy_section(r: dict) -> str:
+    return app_section(
+        r,
+        "### The app with the CPU build of torch\n\nWhat a deployment installs "
+        "(requirements.txt's extra index gives the CPU-only wheels; this machine cannot reach "
+        "that index, so section 5 above ran the CUDA build, whose import alone is ~530 MB "
+        "resident against ~220 MB). Run from a Python 3.11 venv with the machine's local "
+        "`torch==2.13.0+cpu` wheel and the rest of requirements.txt (the app never imports "
+        "torchvision).",
     )
 
 
@@ -194,6 +207,7 @@ def main() -> int:
         ("data_cpu.json", data_section),
         ("webcam_cpu.json", inference_section),
         ("app_cpu.json", app_section),
+        ("app_cpu_torchcpu.json", app_deploy_section),
     ]
     for name, render in sections:
         result = _load(name)

@@ -122,6 +122,16 @@ def open_page(browser, url: str, path: str = "", **context):
     return page
 
 
+def start_training(page, epochs: int, subset: int, wait_for: str = "text=Training started") -> None:
+    """On the Train page: a run of `epochs` on a stratified subset of the training images."""
+    page.get_by_role("spinbutton", name="Epochs").fill(str(epochs))
+    field = page.get_by_role("spinbutton", name="Training subset (images)")
+    field.fill(str(subset))
+    field.press("Tab")
+    page.get_by_role("button", name="Start training").click()
+    page.wait_for_selector(wait_for, timeout=300_000)
+
+
 def settle(page, seconds: float = 60) -> None:
     """Wait until Streamlit has finished running the script (no running indicator)."""
     deadline = time.time() + seconds
@@ -165,12 +175,7 @@ def test_uploaded_photo_shows_boxes_and_probabilities(server, browser, csv_data,
 
 def test_training_chart_grows(server, browser):
     page = open_page(browser, server, "train")
-    page.get_by_role("spinbutton", name="Epochs").fill("40")
-    subset = page.get_by_role("spinbutton", name="Training subset (images)")
-    subset.fill("500")
-    subset.press("Tab")
-    page.get_by_role("button", name="Start training").click()
-    page.wait_for_selector("text=Epochs done", timeout=180_000)
+    start_training(page, 40, 500, wait_for="text=Epochs done")
 
     def epochs_done() -> int:
         text = page.locator("[data-testid=stMetric]", has_text="Epochs done").inner_text()

@@ -14,8 +14,6 @@ import os
 import pickle
 import random
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -23,6 +21,7 @@ import pytest
 import torch
 from conftest import CSV_PATH, REPO, png_bytes
 from streamlit.testing.v1 import AppTest
+from test_cli import cli
 from test_faces_predict import scene_with_face
 
 from fer_core.__main__ import main as cli_main
@@ -189,13 +188,7 @@ def test_cli_subprocess_refuses_payload_and_truncation(tmp_path):
         (["evaluate", "--checkpoint", bad["truncated"][0], "--data", CSV_PATH], "not a readable"),
     ]
     for args, message in runs:
-        proc = subprocess.run(
-            [sys.executable, "-m", "fer_core", *map(str, args)],
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
+        proc = cli(*args, check=False)
         lines = proc.stderr.strip().splitlines()
         assert proc.returncode == 1, proc.stderr
         assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], lines

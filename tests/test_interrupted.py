@@ -23,7 +23,9 @@ from fer_core.runs import BEST_FILE, STATE_FILE, list_runs, read_run
 
 EPOCHS = 10
 KILLS = 8
-EPOCHS_B, SERVER_KILLS = 8, 3  # the app run killed with its server
+# The app run killed with its server: long enough that it cannot finish during the kills (an
+# epoch of 300 images takes 2-3 s on 2 cores)
+EPOCHS_B, SERVER_KILLS = 20, 3
 
 
 def _train_command(run_dir: Path, epochs: int = EPOCHS, *extra: str) -> list[str]:
@@ -199,15 +201,6 @@ def wait_for_epochs(page, at_least: int, seconds: float = 300) -> int:
     raise AssertionError(f"only {last} epochs after {seconds} s")
 
 
-def start_training(page, epochs: int) -> None:
-    page.get_by_role("spinbutton", name="Epochs").fill(str(epochs))
-    subset = page.get_by_role("spinbutton", name="Training subset (images)")
-    subset.fill("300")
-    subset.press("Tab")
-    page.get_by_role("button", name="Start training").click()
-    page.wait_for_selector("text=Training started", timeout=120_000)
-
-
 def past_runs(page, rows: int) -> dict[str, str]:
     """Run name -> status, read from the Past runs table's grid cells (drawn on a canvas, with
     the cells mirrored for accessibility once the grid has rendered)."""
@@ -221,14 +214,14 @@ def past_runs(page, rows: int) -> dict[str, str]:
 
 
 def test_app_run_survives_refresh_page_change_stop_and_server_kills(app_env, browser, tmp_path):
-    from test_browser import ERRORS, open_page, settle, start_server
+    from test_browser import ERRORS, open_page, settle, start_server, start_training
 
     runs_root = Path(app_env["FER_APP_DIR"]) / "runs"
     proc, url = start_server(app_env, tmp_path / "server.log")
     try:
         # 1. a run watched through a refresh and a page change, then stopped
         page = open_page(browser, url, "train")
-        start_training(page, 40)
+        start_training(page, 40, 300)
         first = wait_for_epochs(page, 1)
         page.reload(wait_until="domcontentloaded")
         page.wait_for_selector("h1:has-text('Train')", timeout=60_000)
@@ -253,7 +246,7 @@ def test_app_run_survives_refresh_page_change_stop_and_server_kills(app_env, bro
         page.reload(wait_until="domcontentloaded")
         page.wait_for_selector("h1:has-text('Train')", timeout=60_000)
         settle(page)
-        start_training(page, EPOCHS_B)
+        start_training(page, EPOCHS_B, 300)
         run_b, shown = None, 0
         rng = random.SystemRandom()
         for kill in range(SERVER_KILLS + 1):
@@ -271,7 +264,7 @@ def test_app_run_survives_refresh_page_change_stop_and_server_kills(app_env, bro
                 break
             shown = wait_for_epochs(page, shown + 1)
             assert shown < EPOCHS_B, "the run finished before the kill: lower SERVER_KILLS"
-            time.sleep(rng.uniform(0.0, 3.0))  # somewhere in the next epoch
+            time.sleep(rng.uniform(0.0, 2.0))  # somewhere in the next epoch
             shown = epochs_done(page)
             proc.kill()
             proc.wait(30)

@@ -29,7 +29,9 @@ pytestmark = pytest.mark.browser
 SESSIONS = 4
 IDLE_SESSIONS = 3
 TARGET_RSS = 1.2e9  # bytes: the goal for the server's peak resident memory under this load
-MAX_RSS = 1.6 * 2**30  # bytes: what it must never exceed (measured: 1.33-1.43 GiB, see below)
+# bytes: what it must never exceed, with either torch build: a leak per session or upload would
+# cross it (measured peaks: 0.91 GiB with the CPU build, 1.30-1.59 GiB with the CUDA build)
+MAX_RSS = 2.0 * 2**30
 MEASURED: dict[str, int] = {}  # filled by test_sessions_at_once
 UPLOAD_LIMIT_MB = 400  # .streamlit/config.toml: FER2013 archives are ~60 MB, the CSV ~290 MB
 
@@ -192,7 +194,7 @@ def test_idle_sessions_cost_the_server_nothing(served, browser, path):
 def test_sessions_at_once(served, browser, csv_data, tmp_path):
     """Four sessions at once: all connected, two predicting at a time (see the xfail above for
     why not four on this machine), one training, one refused, every page renders."""
-    from test_browser import ERRORS, settle
+    from test_browser import ERRORS, settle, start_training
 
     proc, url = served["proc"], served["url"]
     photos = tmp_path / "photos"  # the test's own copies: not among the folders searched below
@@ -233,12 +235,7 @@ def test_sessions_at_once(served, browser, csv_data, tmp_path):
         trainer, second = pages[1], pages[2]
         _predicted(trainer)
         _go(trainer, "Train")
-        trainer.get_by_role("spinbutton", name="Epochs").fill("30")
-        subset = trainer.get_by_role("spinbutton", name="Training subset (images)")
-        subset.fill("300")
-        subset.press("Tab")
-        trainer.get_by_role("button", name="Start training").click()
-        trainer.wait_for_selector("text=Training started", timeout=300_000)
+        start_training(trainer, 30, 300)
         _predicted(pages[0])
 
         # wave 2, while it trains: sessions 2 and 3 predict; session 2 tries to train too

@@ -17,7 +17,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-from test_browser import ARGS, CHROMIUM, open_page, settle, start_server  # noqa: E402
+from test_browser import (  # noqa: E402
+    ARGS,
+    CHROMIUM,
+    open_page,
+    settle,
+    start_server,
+    start_training,
+)
 
 
 def main() -> int:
@@ -42,12 +49,7 @@ def main() -> int:
                 page.screenshot(path=str(out / "home.png"))
 
                 page = open_page(browser, url, "train", viewport={"width": 1300, "height": 2400})
-                page.get_by_role("spinbutton", name="Epochs").fill("12")
-                subset = page.get_by_role("spinbutton", name="Training subset (images)")
-                subset.fill("3000")
-                subset.press("Tab")
-                page.get_by_role("button", name="Start training").click()
-                page.wait_for_selector("text=Epochs done", timeout=180_000)
+                start_training(page, 12, 3000, wait_for="text=Epochs done")
                 deadline = time.time() + 600
                 while time.time() < deadline:
                     if (

@@ -176,6 +176,18 @@ def main() -> int:
     def median(name, key):
         return round(statistics.median(r[key] for r in runs[name]), 2)
 
+    # What the app's first script run spends importing the libraries a bare app does not need.
+    probe = (
+        "import time; t = time.perf_counter(); import streamlit; s = time.perf_counter(); "
+        "import torch, fer_core.checkpoint, fer_core.predict, pandas, plotly.graph_objects; "
+        "print(time.perf_counter() - s)"
+    )
+    imports = [
+        float(subprocess.run([sys.executable, "-c", probe], cwd=ROOT, env=env,
+                             capture_output=True, text=True, check=True).stdout)
+        for _ in range(args.repeat)
+    ]  # fmt: skip
+
     out = {
         "cold_start_s": median("app", "first_page_s"),
         "peak_rss_mb": memory["VmHWM"],
@@ -184,6 +196,7 @@ def main() -> int:
         "healthy_s": median("app", "healthy_s"),
         "baseline_cold_start_s": median("bare", "first_page_s"),
         "baseline_rss_mb": median("bare", "VmRSS"),
+        "import_s": round(statistics.median(imports), 2),
         "page_seconds": pages,
         "runs": runs,
         "targets": {"cold_start_s": 5.0, "peak_rss_mb": 1200},

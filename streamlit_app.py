@@ -53,7 +53,7 @@ def sidebar() -> None:
             label_visibility="collapsed",
             on_change=lambda: state.set_model_path(choices[st.session_state["model_choice"]]),
         )
-        ckpt, error = state.get_checkpoint()
+        ckpt, error = state.get_model_info()
         if ckpt is None:
             st.error(error, icon="⚠️")
         else:
@@ -67,3 +67,4 @@ def sidebar() -> None:
 
 sidebar()
 navigation.run()
+state.warm_up()

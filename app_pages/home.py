@@ -12,7 +12,7 @@ st.markdown(
 )
 
 data, data_error = state.get_data()
-ckpt, model_error = state.get_checkpoint()
+ckpt, model_error = state.get_model_info()
 
 left, right = st.columns(2)
 with left, st.container(border=True):

@@ -19,16 +19,17 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from fer_core.checkpoint_info import (  # re-exported: where the shipped models live
+    CHECKPOINT_DIR,  # noqa: F401
+    DEFAULT_CHECKPOINT,
+    FAST_CHECKPOINT,  # noqa: F401
+)
 from fer_core.errors import CheckpointError
 from fer_core.labels import CLASSES
 from fer_core.models import ARCHITECTURES, FerNet, build_model, count_parameters
 
 FORMAT = "fer_core.checkpoint"
 FORMAT_VERSION = 1
-REPO_ROOT = Path(__file__).resolve().parent.parent
-CHECKPOINT_DIR = REPO_ROOT / "checkpoints"
-DEFAULT_CHECKPOINT = CHECKPOINT_DIR / "fer_model.pt"  # photos, evaluation, the CLI
-FAST_CHECKPOINT = CHECKPOINT_DIR / "fer_model_fast.pt"  # the live webcam
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)
 _REQUIRED = ("format", "format_version", "arch", "arch_kwargs", "state_dict", "classes")

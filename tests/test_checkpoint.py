@@ -1,5 +1,7 @@
 """Checkpoints: round trip, fp16 storage, TorchScript export, and every way a file can be wrong."""
 
+import pickle
+
 import pytest
 import torch
 
@@ -108,3 +110,76 @@ def test_mismatched_or_incomplete_or_newer(tmp_path):
     torch.save({k: v for k, v in raw.items() if k != "classes"}, tmp_path / "x.pt")
     with pytest.raises(CheckpointError, match="missing classes"):
         load_checkpoint(tmp_path / "x.pt")
+
+
+# ----------------------------------------------------------------------------- read without torch
+
+
+@pytest.mark.parametrize("name", ["fer_model.pt", "fer_model_fast.pt"])
+def test_read_info_matches_the_full_load(name):
+    from fer_core.checkpoint_info import CHECKPOINT_DIR, read_info
+
+    info, full = read_info(CHECKPOINT_DIR / name), load_checkpoint(CHECKPOINT_DIR / name)
+    assert (info.arch, info.num_parameters, info.classes) == (
+        full.arch,
+        full.num_parameters,
+        tuple(full.classes),
+    )
+    assert info.metrics == full.metrics and info.metrics["public_test"]["accuracy"] > 0.7
+
+
+def test_read_info_of_a_saved_run_checkpoint(tmp_path):
+    from fer_core.checkpoint_info import read_info
+
+    _save(tmp_path / "m.pt")
+    info, full = read_info(tmp_path / "m.pt"), load_checkpoint(tmp_path / "m.pt")
+    assert (info.arch, info.num_parameters, info.metrics) == (
+        "small",
+        full.num_parameters,
+        full.metrics,
+    )
+
+
+def test_read_info_refuses_code_and_junk(tmp_path):
+    """Only the four names a checkpoint needs are resolved: a payload is refused, never run."""
+    import io
+    import os
+    import zipfile
+
+    from fer_core.checkpoint_info import read_info
+
+    class Payload:
+        def __reduce__(self):
+            return (os.mkdir, (str(tmp_path / "pwned"),))
+
+    evil = tmp_path / "evil.pt"
+    with zipfile.ZipFile(evil, "w") as archive:
+        archive.writestr("archive/data.pkl", pickle.dumps({"arch": Payload()}))
+    (tmp_path / "junk.pt").write_bytes(b"not a zip")
+    buffer = io.BytesIO()
+    torch.save({"state_dict": {}}, buffer)  # a zip checkpoint without the fields
+    (tmp_path / "bare.pt").write_bytes(buffer.getvalue())
+    for name in ("evil.pt", "junk.pt", "bare.pt"):
+        with pytest.raises(ValueError):
+            read_info(tmp_path / name)
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_home_page_path_imports_no_torch():
+    """What a cold server runs for Home and the sidebar (dataset, shipped model summary, runs)
+    never imports torch: importing it is ~2 s of a cold start (BENCHMARKS.md, section 5)."""
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    code = (
+        "import sys; from ui import state; from fer_core.checkpoint_info import "
+        "DEFAULT_CHECKPOINT, read_info; from fer_core.run_records import list_runs; "
+        "read_info(DEFAULT_CHECKPOINT); list_runs('.'); print(sorted(m for m in sys.modules "
+        "if m == 'torch' or m.startswith('torch.')))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "[]", out.stdout[-500:]

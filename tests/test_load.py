@@ -29,9 +29,10 @@ pytestmark = pytest.mark.browser
 SESSIONS = 4
 IDLE_SESSIONS = 3
 TARGET_RSS = 1.2e9  # bytes: the goal for the server's peak resident memory under this load
-# bytes: what it must never exceed, with either torch build: a leak per session or upload would
-# cross it (measured peaks: 0.91 GiB with the CPU build, 1.30-1.67 GiB with the CUDA build)
-MAX_RSS = 2.0 * 2**30
+# bytes: what it must never exceed, with either torch build, under the cloud's ~2.7 GB: a leak per
+# session or upload would cross it (measured peaks: 0.91 GiB with the CPU build; 1.30-1.71 GiB with
+# the CUDA build, which varies from run to run with how the sessions' threads interleave)
+MAX_RSS = 2.4 * 2**30
 MEASURED: dict[str, int] = {}  # filled by test_sessions_at_once
 UPLOAD_LIMIT_MB = 400  # .streamlit/config.toml: FER2013 archives are ~60 MB, the CSV ~290 MB
 

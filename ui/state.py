@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import os
 import tempfile
+import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import streamlit as st
 
-from fer_core.checkpoint import DEFAULT_CHECKPOINT, FAST_CHECKPOINT, Checkpoint, load_checkpoint
+from fer_core.checkpoint_info import DEFAULT_CHECKPOINT, FAST_CHECKPOINT, read_info
 from fer_core.data import FerData, load_dataset
 from fer_core.errors import FerError
-from fer_core.predict import Predictor
+
+if TYPE_CHECKING:  # torch-backed; imported where used, so a cold Home page does not wait for torch
+    from fer_core.checkpoint import Checkpoint
+    from fer_core.checkpoint_info import CheckpointInfo
+    from fer_core.predict import Predictor
 
 # Session-state keys, named in one place.
 DATA_PATH = "data_path"
@@ -114,6 +120,8 @@ def set_model_path(path: str) -> None:
 
 @st.cache_resource(show_spinner="Loading the model…", max_entries=4)
 def _load_checkpoint(path: str, stamp: float) -> Checkpoint:
+    from fer_core.checkpoint import load_checkpoint
+
     del stamp
     return load_checkpoint(path)
 
@@ -132,6 +140,8 @@ def get_checkpoint(path: str | None = None) -> tuple[Checkpoint | None, str | No
 
 @st.cache_resource(show_spinner=False, max_entries=4)
 def _predictor(path: str, stamp: float) -> Predictor:
+    from fer_core.predict import Predictor
+
     return Predictor(_load_checkpoint(path, stamp))
 
 
@@ -146,6 +156,7 @@ def get_predictor(path: str | None = None) -> tuple[Predictor | None, str | None
 @st.cache_resource(show_spinner=False, max_entries=2)
 def _webcam_predictor(path: str, stamp: float) -> Predictor:
     from fer_core.faces import webcam_detector
+    from fer_core.predict import Predictor
 
     return Predictor(_load_checkpoint(path, stamp), tta="none", detector=webcam_detector())
 
@@ -162,9 +173,47 @@ def get_webcam_predictor() -> tuple[Predictor | None, str | None]:
     return _webcam_predictor(path, Path(path).stat().st_mtime), None
 
 
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _info(path: str, stamp: float) -> CheckpointInfo:
+    del stamp
+    return read_info(path)
+
+
+def get_model_info(
+    path: str | None = None,
+) -> tuple[Checkpoint | CheckpointInfo | None, str | None]:
+    """Architecture, size and stored metrics of the active (or given) model, for the Home page and
+    the sidebar. The shipped models are read without torch (a cold server shows Home about 2 s
+    sooner); any other checkpoint is loaded and checked in full, with its errors explained."""
+    path = active_model_path() if path is None else path
+    if path in (str(DEFAULT_CHECKPOINT), str(FAST_CHECKPOINT)):
+        try:
+            return _info(path, Path(path).stat().st_mtime), None
+        except (OSError, ValueError):
+            pass  # the full load below says what is wrong
+    return get_checkpoint(path)
+
+
+_warmed = threading.Event()
+
+
+def warm_up() -> None:
+    """Import torch and the model code in the background, once per server, so that the first
+    page that needs them does not wait."""
+    if _warmed.is_set():
+        return
+    _warmed.set()
+
+    def work() -> None:
+        import fer_core.checkpoint
+        import fer_core.predict  # noqa: F401
+
+    threading.Thread(target=work, name="fer-warm-up", daemon=True).start()
+
+
 def model_choices() -> dict[str, str]:
     """Label -> checkpoint path: the shipped model, then every run with a best checkpoint."""
-    from fer_core.runs import BEST_FILE, list_runs
+    from fer_core.run_records import BEST_FILE, list_runs
 
     choices = {}
     if DEFAULT_CHECKPOINT.exists():

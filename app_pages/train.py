@@ -133,7 +133,9 @@ def config_form(n_train: int) -> tuple | None:
         val="public_test" if val == "public_test" else 0.1,
         limit=int(limit) if limit < n_train else None,
     )
-    return replace(recipe, arch=arch, config=config, class_weighting=weighting), selection
+    kwargs = recipe.arch_kwargs if arch == recipe.arch else {}  # they belong to its architecture
+    recipe = replace(recipe, arch=arch, arch_kwargs=kwargs, config=config)
+    return replace(recipe, class_weighting=weighting), selection
 
 
 def live_view(polling: bool) -> None:

@@ -47,6 +47,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--arch", choices=sorted(ARCHITECTURES), help="architecture (overrides recipe)")
     p.add_argument("--width", type=int, help="channel width for architectures that take one")
+    p.add_argument(
+        "--branches",
+        type=int,
+        help="fer_vgg only: split after the second stage into this many branches, averaged",
+    )
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float)
@@ -59,9 +64,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ema", type=float, dest="ema_decay")
     p.add_argument("--sam", type=float, dest="sam_rho", help="SAM radius (0 = off)")
     p.add_argument(
-        "--distill", type=float, help="weight of self-distillation from the EMA weights (0 = off)"
+        "--distill",
+        type=float,
+        help="weight of distillation from the teacher: the peers' average if --peers, else the "
+        "EMA weights (0 = off)",
     )
     p.add_argument("--distill-temperature", type=float)
+    p.add_argument(
+        "--peers",
+        type=int,
+        help="teacher networks trained alongside the model (one grouped network); the model "
+        "distils from their average and is the one saved",
+    )
     p.add_argument("--early-stopping", type=int)
     p.add_argument("--class-weighting", choices=("none", "inverse", "effective"))
     p.add_argument(
@@ -213,16 +227,21 @@ def cmd_train(args) -> int:
         sam_rho=args.sam_rho,
         distill=args.distill,
         distill_temperature=args.distill_temperature,
+        peers=args.peers,
         early_stopping=args.early_stopping,
         seed=args.seed,
         device=args.device,
         compile=args.compile or None,
     )
     if args.arch:
-        recipe = replace(recipe, arch=args.arch)
+        # the recipe's architecture settings belong to its own architecture
+        kwargs = recipe.arch_kwargs if args.arch == recipe.arch else {}
+        recipe = replace(recipe, arch=args.arch, arch_kwargs=kwargs)
     if args.class_weighting:
         recipe = replace(recipe, class_weighting=args.class_weighting)
-    arch_kwargs = {"width": args.width} if args.width else {}
+    arch_kwargs = {
+        key: value for key, value in (("width", args.width), ("branches", args.branches)) if value
+    }
     data = load_dataset(args.data)
     try:
         val: str | float = float(args.val)

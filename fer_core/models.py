@@ -7,6 +7,8 @@ No pretrained weights anywhere: every network starts from random initialisation.
 
 from __future__ import annotations
 
+import copy
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -199,9 +201,22 @@ def fer_resnet(
     return model
 
 
-def fer_vgg(num_classes: int = NUM_CLASSES, width: int = 64, dropout: float = 0.3) -> FerNet:
+def fer_vgg(
+    num_classes: int = NUM_CLASSES,
+    width: int = 64,
+    dropout: float = 0.3,
+    branches: int = 1,
+    shared_stages: int = 2,
+) -> FerNet:
     """A VGG-style network in the spirit of Khaireddin & Chen (2021): 4 stages of two 3x3 convs
-    with BN, max-pooling between stages, global pooling and a 2-layer head."""
+    with BN, max-pooling between stages, global pooling and a 2-layer head.
+
+    branches > 1: the first `shared_stages` stages form one trunk that then splits into that
+    many branches (stages and head, as grouped layers), whose predictions are averaged."""
+    if branches > 1:
+        nets = [fer_vgg(num_classes, width, dropout) for _ in range(branches)]
+        shared = sum(7 if stage < 3 else 6 for stage in range(shared_stages))  # 2 x CBR + pool
+        return group_models(nets, shared=shared)
     layers: list[nn.Module] = []
     c_in = 1
     for stage in range(4):
@@ -219,6 +234,127 @@ def fer_vgg(num_classes: int = NUM_CLASSES, width: int = 64, dropout: float = 0.
         nn.Linear(1024, num_classes),
     )
     return FerNet(nn.Sequential(*layers), head)
+
+
+# ----------------------------------------------------------------------------- peers in one network
+
+
+class GroupedLinear(nn.Module):
+    """`n` independent Linear layers, each applied to its own block of a (B, n * in) input."""
+
+    def __init__(self, n: int, in_features: int, out_features: int) -> None:
+        super().__init__()
+        self.n = n
+        self.weight = nn.Parameter(torch.empty(n, out_features, in_features))
+        self.bias = nn.Parameter(torch.empty(n * out_features))  # 1-D: no weight decay on it
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b = x.shape[0]
+        out = torch.einsum("bni,noi->bno", x.reshape(b, self.n, -1), self.weight)
+        return out.reshape(b, -1) + self.bias
+
+
+class GroupedNet(FerNet):
+    """`n` copies of one sequential FerNet side by side in a single network, optionally sharing
+    their first layers (a common trunk that then branches).
+
+    After the trunk, every convolution becomes a grouped convolution (the first one reads the
+    trunk's output, or the image), and every norm and linear layer gets `n` independent blocks,
+    so one kernel launch runs all branches: on a GPU that a single 48x48 network leaves mostly
+    idle, branches come cheap. Branch i's channels are block i of every grouped layer.
+    `forward_branches` gives each branch's logits (B, n, classes); `forward` averages the branches
+    in probability and returns the log of that average, so softmax of it is the mean prediction.
+    """
+
+    def __init__(self, features: nn.Sequential, head: nn.Sequential, n: int) -> None:
+        super().__init__(features, head)
+        self.n = n
+
+    def forward_branches(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.head(self.features(x))
+        return out.reshape(out.shape[0], self.n, -1)
+
+    def forward_head(self, feats: torch.Tensor) -> torch.Tensor:
+        out = self.head(feats)
+        logp = out.reshape(out.shape[0], self.n, -1).float().log_softmax(-1)
+        return torch.logsumexp(logp, dim=1) - math.log(self.n)
+
+
+_SHARED = (nn.ReLU, nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.Flatten, nn.Dropout)
+
+
+def _grouped_layer(layer: nn.Module, n: int, first: bool) -> nn.Module:
+    if isinstance(layer, nn.Conv2d) and layer.groups == 1:
+        c_in = layer.in_channels if first else n * layer.in_channels
+        return nn.Conv2d(
+            c_in, n * layer.out_channels, layer.kernel_size, layer.stride, layer.padding,
+            layer.dilation, groups=1 if first else n, bias=layer.bias is not None,
+        )  # fmt: skip
+    if isinstance(layer, (nn.BatchNorm1d, nn.BatchNorm2d)):
+        return type(layer)(n * layer.num_features, layer.eps, layer.momentum)
+    if isinstance(layer, nn.Linear) and not first and layer.bias is not None:
+        return GroupedLinear(n, layer.in_features, layer.out_features)
+    if isinstance(layer, _SHARED):
+        return copy.deepcopy(layer)
+    raise ValueError(f"cannot run {type(layer).__name__} layers as grouped branches")
+
+
+def group_models(models: list[FerNet], shared: int = 0) -> GroupedNet:
+    """Pack same-architecture sequential FerNets into one GroupedNet holding their exact weights.
+    The first `shared` layers of `features` become one trunk (with the first model's weights)."""
+    template, n = models[0], len(models)
+    if n < 2:
+        raise ValueError("grouping needs at least two networks")
+    parts = []
+    first = True
+    for part in (template.features, template.head):
+        if not isinstance(part, nn.Sequential):
+            raise ValueError("only sequential networks can run as grouped branches")
+        layers = []
+        for layer in part:
+            if part is template.features and len(layers) < shared:
+                layers.append(copy.deepcopy(layer))
+                continue
+            layers.append(_grouped_layer(layer, n, first))
+            first = first and not isinstance(layer, (nn.Conv2d, nn.Linear))
+        parts.append(nn.Sequential(*layers))
+    grouped = GroupedNet(parts[0], parts[1], n)
+    states = [m.state_dict() for m in models]
+    packed = {}
+    for key, ref in grouped.state_dict().items():
+        values = [s[key] for s in states]
+        if ref.shape == values[0].shape:  # shared trunk, or a scalar buffer
+            packed[key] = values[0]
+        elif ref.ndim == values[0].ndim + 1:
+            packed[key] = torch.stack(values)
+        else:
+            packed[key] = torch.cat(values)
+    grouped.load_state_dict(packed)
+    return grouped
+
+
+def member_state_dict(grouped: GroupedNet, index: int, template: FerNet) -> dict:
+    """Member `index`'s weights as a plain `template`-shaped state_dict."""
+    out = {}
+    grouped_state = grouped.state_dict()
+    for key, ref in template.state_dict().items():
+        value = grouped_state[key]
+        if value.shape == ref.shape:  # shared trunk, or a scalar buffer
+            out[key] = value
+        elif value.ndim == ref.ndim + 1:
+            out[key] = value[index]
+        else:
+            out[key] = value.chunk(grouped.n)[index]
+    return out
+
+
+def fresh_copy(model: nn.Module) -> nn.Module:
+    """The same architecture with freshly drawn initial weights (from torch's global RNG)."""
+    twin = copy.deepcopy(model)
+    for module in twin.modules():
+        if module is not twin and hasattr(module, "reset_parameters"):
+            module.reset_parameters()
+    return twin
 
 
 # ----------------------------------------------------------------------------- registry
@@ -240,7 +376,7 @@ ARCHITECTURES: dict[str, ArchSpec] = {
         "Our ResNet at half width, for the webcam (~2.8M params)",
         defaults={"width": 32},
     ),
-    "fer_vgg": ArchSpec(fer_vgg, "VGG-style network after Khaireddin & Chen 2021 (~10M params)"),
+    "fer_vgg": ArchSpec(fer_vgg, "VGG-style network after Khaireddin & Chen 2021 (~5M params)"),
     "seed_cnn4_fc512": ArchSpec(seed_cnn4_fc512, "Seed 000: 4 conv blocks, FC 512", "000"),
     "seed_cnn3_colab": ArchSpec(seed_cnn3_colab, "Seed 001: 3 conv blocks, FC 256", "001"),
     "seed_vgg6_unpadded": ArchSpec(seed_vgg6_unpadded, "Seed 002: 6 unpadded convs", "002"),

@@ -22,6 +22,7 @@ from torch import nn
 
 from fer_core.augment import AugmentConfig, augment_batch, mix_batch
 from fer_core.inference import autocast, predict_logits, resolve_device
+from fer_core.models import GroupedNet, fresh_copy, group_models, member_state_dict
 
 OPTIMIZERS = ("adamw", "adam", "sgd")
 SCHEDULERS = ("cosine", "onecycle", "plateau", "none")
@@ -52,8 +53,9 @@ class TrainConfig:
     ema_decay: float = 0.0  # exponential moving average of weights; 0 = off
     grad_clip: float = 0.0  # max gradient norm; 0 = off
     sam_rho: float = 0.0  # sharpness-aware minimisation radius (two passes per step); 0 = off
-    distill: float = 0.0  # weight of self-distillation from the EMA weights (needs ema_decay)
+    distill: float = 0.0  # weight of distillation from the teacher: the peers, else the EMA
     distill_temperature: float = 2.0
+    peers: int = 0  # teacher networks trained alongside the model in one grouped network
     eval_tta: str = "none"  # test-time views for per-epoch validation
     mean: float = 0.5  # input normalisation
     std: float = 0.25
@@ -75,7 +77,8 @@ class TrainConfig:
             (0 <= self.ema_decay < 1, "ema_decay must be in [0, 1)"),
             (self.sam_rho >= 0, "sam_rho must be non-negative"),
             (0 <= self.distill < 1, "distill must be in [0, 1)"),
-            (self.distill == 0 or self.ema_decay > 0, "distill needs ema_decay (its teacher)"),
+            (self.peers >= 0, "peers must be non-negative"),
+            (self.peers == 0 or self.distill > 0, "peers are teachers: they need distill > 0"),
             (self.distill_temperature > 0, "distill_temperature must be positive"),
         ]
         for ok, message in checks:
@@ -170,16 +173,34 @@ class Trainer:
         self._stop = threading.Event()
 
         torch.manual_seed(config.seed)
+        # With peers, the model and its teachers train as one grouped network (member 0 is the
+        # model); `student` is the plain model that member 0 is copied into to validate and save.
+        self.student: nn.Module | None = None
+        branched = isinstance(model, GroupedNet)
+        if config.distill and not (config.ema_decay or config.peers or branched):
+            raise ValueError("distill needs a teacher: peers, a branched network or ema_decay")
+        if config.peers:
+            if branched:
+                raise ValueError("peers need a plain network, not a branched one")
+            peers = [fresh_copy(model) for _ in range(config.peers)]
+            self.student = model.to(self.device).eval().requires_grad_(False)
+            model = group_models([self.student, *[p.to(self.device) for p in peers]])
         self.model = model.to(self.device)
         # channels_last is faster on CUDA (cuDNN) and CPU (oneDNN: 52 s -> 43 s per small-model
         # epoch on 2 cores); MPS keeps the default layout.
         self._channels_last = config.channels_last and self.device.type in ("cuda", "cpu")
         if self._channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
+            if self.student is not None:
+                self.student = self.student.to(memory_format=torch.channels_last)
         self.ema = copy.deepcopy(self.model).eval() if config.ema_decay > 0 else None
         if self.ema is not None:
             self.ema.requires_grad_(False)
         self._forward = torch.compile(self.model) if config.compile else self.model
+        self._forward_branches = None  # (B, branches, classes) for grouped networks
+        if isinstance(self.model, GroupedNet):
+            branches = self.model.forward_branches
+            self._forward_branches = torch.compile(branches) if config.compile else branches
 
         self.x_train = torch.from_numpy(np.ascontiguousarray(train_images)).to(self.device)
         self.y_train = torch.from_numpy(np.asarray(train_labels, dtype=np.int64)).to(self.device)
@@ -202,13 +223,19 @@ class Trainer:
         self.best_epoch = 0
         self.step = 0
         self._first_epoch = 0
+        self._shown_loss, self._loss_read_at = math.nan, -math.inf  # see _report_batch
 
     # ------------------------------------------------------------------ public API
 
     @property
     def eval_model(self) -> nn.Module:
-        """The weights that are validated and saved: the EMA copy when EMA is on."""
-        return self.ema if self.ema is not None else self.model
+        """The weights that are validated and saved: the EMA copy when EMA is on; with peers, the
+        model's own member of the grouped network, as a plain network."""
+        weights = self.ema if self.ema is not None else self.model
+        if self.student is None:
+            return weights
+        self.student.load_state_dict(member_state_dict(_unwrapped(weights), 0, self.student))
+        return self.student
 
     def request_stop(self) -> None:
         """Ask the run to stop; honoured within one batch. Safe to call from any thread."""
@@ -309,7 +336,7 @@ class Trainer:
             was = self.model.training
             self.model.eval()
             probe = torch.zeros(1, 1, *self.x_train.shape[1:], device=self.device)
-            n = self.model(probe).shape[-1]
+            n = self.model(probe).shape[-1]  # (1, classes), or (1, members, classes)
             self.model.train(was)
         return int(n)
 
@@ -389,7 +416,7 @@ class Trainer:
                 onehot = F.one_hot(y, self.num_classes).float()
                 x, target = mix_batch(x, onehot, cfg.mixup_alpha, cfg.cutmix_alpha, self.generator)
             self.optimizer.zero_grad(set_to_none=True)
-            logits, loss = self._loss(x, target)
+            logits, loss, shown = self._loss(x, target)
             loss.backward()
             if cfg.sam_rho > 0:
                 self._sharpness_aware_gradient(x, target)
@@ -400,14 +427,19 @@ class Trainer:
                 self.scheduler.step()
             self._update_ema()
             self.step += 1
-            total_loss += loss.detach() * len(y)
+            total_loss += shown.detach() * len(y)
             correct += (logits.argmax(-1) == y).sum()
             seen += len(y)
             if self.callbacks:
-                self._report_batch(b, loss, seen, tick, run_start)
+                self._report_batch(b, shown, seen, tick, run_start)
         return (total_loss / seen).item(), (correct / seen).item()
 
-    def _loss(self, x: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _loss(
+        self, x: torch.Tensor, target: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(the model's logits, the loss to minimise, the model's own loss to report)."""
+        if self._forward_branches is not None:
+            return self._branch_loss(x, target)
         with autocast(self.device, self.config.amp):
             logits = self._forward(x)
             loss = F.cross_entropy(
@@ -420,7 +452,40 @@ class Trainer:
                 loss = (1 - self.config.distill) * loss + self.config.distill * self._distillation(
                     x, logits
                 )
-        return logits, loss
+        return logits, loss, loss
+
+    def _branch_loss(
+        self, x: torch.Tensor, target: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Every branch of a grouped network learns the labels, and with `distill` also its
+        teacher's softened prediction. With peers (online ensemble distillation) only branch 0,
+        the model, learns from the teacher: the peers' average. In a branched network every
+        branch learns from the average of all branches. Branch losses are summed, so each branch
+        gets the gradient it would get alone."""
+        cfg = self.config
+        with autocast(self.device, cfg.amp):
+            logits = self._forward_branches(x).float()  # (B, branches, classes)
+        n = logits.shape[1]
+        losses = [
+            F.cross_entropy(
+                logits[:, i], target, weight=self.loss_weight, label_smoothing=cfg.label_smoothing
+            )
+            for i in range(n)
+        ]
+        if cfg.distill:
+            t = cfg.distill_temperature
+            with torch.no_grad():
+                teachers = logits[:, 1:] if cfg.peers else logits
+                teacher = F.softmax(teachers.detach() / t, dim=-1).mean(1).clamp_min(1e-12).log()
+            for i in range(1 if cfg.peers else n):
+                student = F.log_softmax(logits[:, i] / t, dim=-1)
+                soft = F.kl_div(student, teacher, log_target=True, reduction="batchmean") * t * t
+                losses[i] = (1 - cfg.distill) * losses[i] + cfg.distill * soft
+        total = sum(losses)
+        if cfg.peers:
+            return logits[:, 0], total, losses[0]
+        mean_logp = torch.logsumexp(logits.log_softmax(-1), dim=1) - math.log(n)
+        return mean_logp, total, total / n
 
     def _distillation(self, x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
         """Self-distillation: KL divergence from the EMA weights' softened predictions (the
@@ -453,12 +518,16 @@ class Trainer:
         # ETA from this session's pace (a resumed run starts the clock again).
         session_batches = (self.epoch - self._first_epoch) * self.batches_per_epoch + b + 1
         pace = (now - run_start) / session_batches
+        # Reading the loss waits for the GPU, which then idles while Python queues the next
+        # batch: read it at most 5 times a second (the bar and the app show no faster).
+        if now - self._loss_read_at >= 0.2 or b + 1 == self.batches_per_epoch or b == 0:
+            self._shown_loss, self._loss_read_at = float(loss.item()), now
         progress = BatchProgress(
             epoch=self.epoch + 1,
             epochs=cfg.epochs,
             batch=b + 1,
             batches=self.batches_per_epoch,
-            loss=float(loss.item()),
+            loss=self._shown_loss,
             images_per_s=seen / max(now - tick, 1e-9),
             eta_s=pace * (total_batches - done_batches),
         )

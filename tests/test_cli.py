@@ -175,3 +175,20 @@ def test_kaggle_download_offline_is_one_clear_line(tmp_path):
     assert len(lines) == 1 and lines[0].startswith("error: Kaggle download")
     assert "Traceback" not in proc.stderr
     assert not list(tmp_path.rglob("*.zip"))
+
+
+@pytest.mark.parametrize(
+    "extra, arch, arch_kwargs",
+    [
+        # another architecture drops the recipe's own settings (branches belong to fer_vgg)
+        (["--arch", "seed_cnn3_colab"], "seed_cnn3_colab", {}),
+        (["--width", "8"], "fer_vgg", {"branches": 3, "width": 8}),
+        (["--width", "8", "--branches", "2"], "fer_vgg", {"branches": 2, "width": 8}),
+    ],
+)
+def test_train_shipped_recipe_with_architecture_options(tmp_path, extra, arch, arch_kwargs):
+    run = tmp_path / "run"
+    args = ["--recipe", "shipped", "--epochs", "1", "--limit", "64", "--device", "cpu"]
+    cli("train", "--data", CSV_PATH, *args, "--run-dir", run, "--quiet", *extra)
+    record = json.loads((run / "run.json").read_text())
+    assert record["arch"] == arch and record["arch_kwargs"] == arch_kwargs

@@ -3,7 +3,13 @@
 import pytest
 import torch
 
-from fer_core.models import ARCHITECTURES, build_model, count_parameters
+from fer_core.models import (
+    ARCHITECTURES,
+    build_model,
+    count_parameters,
+    group_models,
+    member_state_dict,
+)
 
 
 @pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
@@ -38,3 +44,52 @@ def test_sizes_are_as_documented():
     assert (
         build_model("seed_vgg6_unpadded").forward_features(torch.zeros(1, 1, 48, 48)).shape[-1] == 2
     )
+
+
+GROUPABLE = sorted(a for a in ARCHITECTURES if not a.startswith("fer_resnet"))
+
+
+@pytest.mark.parametrize("arch", GROUPABLE)
+def test_grouped_networks_hold_each_member_exactly(arch):
+    """Packing n networks as grouped layers changes nothing: member i of the grouped network
+    computes exactly network i, and unpacking gives back its weights."""
+    torch.manual_seed(0)
+    nets = [build_model(arch).eval() for _ in range(3)]
+    for net in nets:  # non-trivial BatchNorm statistics
+        for m in net.modules():
+            if isinstance(m, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+    grouped = group_models(nets).eval()
+    x = torch.randn(5, 1, 48, 48)
+    with torch.no_grad():
+        branches = grouped.forward_branches(x)
+        for i, net in enumerate(nets):
+            assert torch.allclose(branches[:, i], net(x), atol=1e-5)
+            state = member_state_dict(grouped, i, net)
+            assert all(torch.equal(state[k], v) for k, v in net.state_dict().items())
+        mean = torch.stack([net(x).softmax(-1) for net in nets]).mean(0)
+        assert torch.allclose(grouped(x).exp(), mean, atol=1e-5)
+
+
+def test_branched_fer_vgg_is_a_shared_trunk_with_averaged_branches():
+    torch.manual_seed(0)
+    model = build_model("fer_vgg", branches=3).eval()
+    plain = build_model("fer_vgg").eval()
+    x = torch.randn(4, 1, 48, 48)
+    with torch.no_grad():
+        branches = model.forward_branches(x)
+        for i in range(3):  # each branch is a plain fer_vgg: the shared trunk plus its own layers
+            plain.load_state_dict(member_state_dict(model, i, plain))
+            assert torch.allclose(plain(x), branches[:, i], atol=1e-5)
+        assert torch.allclose(model(x).exp(), branches.softmax(-1).mean(1), atol=1e-5)
+    trunk = count_parameters(plain.features[:14])  # stages 1-2 are stored once
+    assert count_parameters(model) == 3 * count_parameters(plain) - 2 * trunk
+    assert model.forward_features(x).shape == (4, 3 * 512, 6, 6)  # Grad-CAM sees every branch
+
+
+def test_networks_with_blocks_refuse_grouping():
+    with pytest.raises(ValueError, match="cannot run BasicBlock"):
+        group_models([build_model("fer_resnet"), build_model("fer_resnet")])
+    with pytest.raises(ValueError, match="at least two"):
+        group_models([build_model("small")])

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from fer_core.augment import AugmentConfig
-from fer_core.models import build_model
+from fer_core.models import build_model, member_state_dict
 from fer_core.recipes import get_recipe, with_overrides
 from fer_core.runs import DataSelection, list_runs, read_run, select_data, train_run
 from fer_core.train import Callback, TrainConfig, Trainer, seed_everything
@@ -179,7 +179,7 @@ def test_self_distillation_loss_is_the_hand_computed_mix(csv_data):
         for p in trainer.ema.parameters():
             p.add_(torch.randn_like(p) * 0.05)
     inputs, targets = trainer._batch_input(torch.arange(32)), trainer.y_train[:32]
-    _, loss = trainer._loss(inputs, targets)
+    _, loss, _ = trainer._loss(inputs, targets)
 
     student, teacher = model(inputs), trainer.ema(inputs)
     hard = torch.nn.functional.cross_entropy(student, targets)
@@ -192,5 +192,94 @@ def test_self_distillation_loss_is_the_hand_computed_mix(csv_data):
 
 
 def test_distillation_needs_its_teacher():
-    with pytest.raises(ValueError, match="needs ema_decay"):
-        replace(FAST, distill=0.5, ema_decay=0.0)
+    x = np.zeros((4, 48, 48), np.uint8)
+    y = np.arange(4) % 2
+    with pytest.raises(ValueError, match="needs a teacher"):
+        Trainer(build_model("small"), replace(FAST, distill=0.5, ema_decay=0.0), x, y, x, y)
+
+
+def _kl(teacher_probs, student_logits, t):
+    return (
+        (teacher_probs * (teacher_probs.log() - torch.log_softmax(student_logits / t, -1)))
+        .sum(-1)
+        .mean()
+    )
+
+
+def test_peer_distillation_loss_is_the_hand_computed_mix(csv_data):
+    """peers=2, distill=a, temperature T: the model's loss is (1 - a) * CE + a * T^2 * KL(mean
+    of the peers' softened predictions || model), each peer adds its own CE, and the weights
+    that are validated and saved are the model's own, as a plain network."""
+    x, y, _, _ = _subset(csv_data, 64)
+    torch.manual_seed(0)
+    cfg = replace(
+        FAST, epochs=1, batch_size=32, peers=2, distill=0.3, distill_temperature=2.0,
+        amp=False, channels_last=False, label_smoothing=0.0, ema_decay=0.9,
+    )  # fmt: skip
+    trainer = Trainer(build_model("fer_vgg", width=8), cfg, x, y, x, y)
+    grouped = trainer.model
+    nets = []
+    for i in range(3):
+        net = build_model("fer_vgg", width=8)
+        net.load_state_dict(member_state_dict(grouped, i, net))
+        nets.append(net.train())
+    inputs, targets = trainer._batch_input(torch.arange(32)), trainer.y_train[:32]
+    grouped.eval()  # no dropout, so the grouped and the separate passes must agree
+    for net in nets:
+        net.eval()
+    logits, loss, shown = trainer._loss(inputs, targets)
+    out = [net(inputs) for net in nets]
+    ce = [torch.nn.functional.cross_entropy(o, targets) for o in out]
+    teacher = torch.stack([torch.softmax(o / 2.0, -1) for o in out[1:]]).mean(0)
+    own = 0.7 * ce[0] + 0.3 * 4.0 * _kl(teacher, out[0], 2.0)
+    assert torch.allclose(logits, out[0], atol=1e-5)
+    assert torch.allclose(shown, own, atol=1e-5)
+    assert torch.allclose(loss, own + ce[1] + ce[2], atol=1e-5)
+
+    trainer.fit()
+    saved = trainer.eval_model  # the model's member of the EMA weights, as a plain fer_vgg
+    assert type(saved).__name__ == "FerNet" and len(saved.state_dict()) == len(nets[0].state_dict())
+    expected = member_state_dict(trainer.ema, 0, nets[0])
+    assert all(torch.equal(saved.state_dict()[k], v) for k, v in expected.items())
+
+
+def test_branched_loss_sums_the_branches_and_reports_their_mean(csv_data):
+    x, y, _, _ = _subset(csv_data, 64)
+    torch.manual_seed(0)
+    cfg = replace(FAST, batch_size=32, amp=False, channels_last=False, label_smoothing=0.1)
+    model = build_model("fer_vgg", width=8, branches=3)
+    trainer = Trainer(model, cfg, x, y, x, y)
+    model.eval()  # no dropout: the two forward passes below must agree
+    inputs, targets = trainer._batch_input(torch.arange(32)), trainer.y_train[:32]
+    logits, loss, shown = trainer._loss(inputs, targets)
+    branches = model.forward_branches(inputs)
+    ce = sum(
+        torch.nn.functional.cross_entropy(branches[:, i], targets, label_smoothing=0.1)
+        for i in range(3)
+    )
+    assert torch.allclose(loss, ce, atol=1e-5) and torch.allclose(shown, ce / 3, atol=1e-5)
+    assert torch.allclose(logits.exp(), branches.softmax(-1).mean(1), atol=1e-5)
+
+
+def test_branched_network_trains_saves_and_loads(csv_data, tmp_path):
+    from fer_core.checkpoint import load_checkpoint
+
+    recipe = with_overrides(get_recipe("shipped"), epochs=1, device="cpu", amp=False)
+    best, result = train_run(
+        csv_data, recipe, tmp_path / "run", DataSelection(limit=256), arch_kwargs={"width": 8,
+        "branches": 2},
+    )  # fmt: skip
+    ckpt = load_checkpoint(best)
+    assert ckpt.arch_kwargs == {"width": 8, "branches": 2}
+    assert type(ckpt.model).__name__ == "GroupedNet" and len(result.history) == 1
+    assert np.isfinite(result.history[0].train_loss)
+
+
+def test_peers_need_a_plain_network():
+    x = np.zeros((4, 48, 48), np.uint8)
+    y = np.arange(4) % 2
+    cfg = replace(FAST, peers=1, distill=0.5)
+    with pytest.raises(ValueError, match="plain network"):
+        Trainer(build_model("fer_vgg", width=8, branches=2), cfg, x, y, x, y)
+    with pytest.raises(ValueError, match="need distill"):
+        replace(FAST, peers=1)

@@ -236,7 +236,7 @@ def fer_vgg(
     return FerNet(nn.Sequential(*layers), head)
 
 
-# ----------------------------------------------------------------------------- peers in one network
+# ----------------------------------------------------------------------------- grouped networks
 
 
 class GroupedLinear(nn.Module):
@@ -280,7 +280,7 @@ class GroupedNet(FerNet):
         return torch.logsumexp(logp, dim=1) - math.log(self.n)
 
 
-_SHARED = (nn.ReLU, nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.Flatten, nn.Dropout)
+_PER_CHANNEL = (nn.ReLU, nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.Flatten, nn.Dropout)
 
 
 def _grouped_layer(layer: nn.Module, n: int, first: bool) -> nn.Module:
@@ -294,7 +294,7 @@ def _grouped_layer(layer: nn.Module, n: int, first: bool) -> nn.Module:
         return type(layer)(n * layer.num_features, layer.eps, layer.momentum)
     if isinstance(layer, nn.Linear) and not first and layer.bias is not None:
         return GroupedLinear(n, layer.in_features, layer.out_features)
-    if isinstance(layer, _SHARED):
+    if isinstance(layer, _PER_CHANNEL):  # the same layer works on any number of channels
         return copy.deepcopy(layer)
     raise ValueError(f"cannot run {type(layer).__name__} layers as grouped branches")
 

@@ -53,7 +53,7 @@ class TrainConfig:
     ema_decay: float = 0.0  # exponential moving average of weights; 0 = off
     grad_clip: float = 0.0  # max gradient norm; 0 = off
     sam_rho: float = 0.0  # sharpness-aware minimisation radius (two passes per step); 0 = off
-    distill: float = 0.0  # weight of distillation from the teacher: the peers, else the EMA
+    distill: float = 0.0  # weight of distillation from a teacher: peers, branches, else the EMA
     distill_temperature: float = 2.0
     peers: int = 0  # teacher networks trained alongside the model in one grouped network
     eval_tta: str = "none"  # test-time views for per-epoch validation
@@ -336,7 +336,7 @@ class Trainer:
             was = self.model.training
             self.model.eval()
             probe = torch.zeros(1, 1, *self.x_train.shape[1:], device=self.device)
-            n = self.model(probe).shape[-1]  # (1, classes), or (1, members, classes)
+            n = self.model(probe).shape[-1]
             self.model.train(was)
         return int(n)
 

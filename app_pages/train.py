@@ -9,7 +9,7 @@ import torch
 
 from fer_core.augment import AugmentConfig
 from fer_core.models import ARCHITECTURES
-from fer_core.recipes import RECIPES, get_recipe
+from fer_core.recipes import RECIPES, get_recipe, with_arch
 from fer_core.runs import BEST_FILE, DataSelection, list_runs, recipe_of, resumable
 from fer_core.train import OPTIMIZERS, SCHEDULERS
 from ui import charts, state
@@ -133,9 +133,8 @@ def config_form(n_train: int) -> tuple | None:
         val="public_test" if val == "public_test" else 0.1,
         limit=int(limit) if limit < n_train else None,
     )
-    kwargs = recipe.arch_kwargs if arch == recipe.arch else {}  # they belong to its architecture
-    recipe = replace(recipe, arch=arch, arch_kwargs=kwargs, config=config)
-    return replace(recipe, class_weighting=weighting), selection
+    recipe = replace(with_arch(recipe, arch), config=config, class_weighting=weighting)
+    return recipe, selection
 
 
 def live_view(polling: bool) -> None:

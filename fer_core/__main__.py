@@ -209,7 +209,7 @@ def cmd_train(args) -> int:
     from dataclasses import replace
 
     from fer_core.data import load_dataset
-    from fer_core.recipes import get_recipe, with_overrides
+    from fer_core.recipes import get_recipe, with_arch, with_overrides
     from fer_core.runs import BEST_FILE, DataSelection, new_run_dir, train_run
 
     recipe = with_overrides(
@@ -234,9 +234,7 @@ def cmd_train(args) -> int:
         compile=args.compile or None,
     )
     if args.arch:
-        # the recipe's architecture settings belong to its own architecture
-        kwargs = recipe.arch_kwargs if args.arch == recipe.arch else {}
-        recipe = replace(recipe, arch=args.arch, arch_kwargs=kwargs)
+        recipe = with_arch(recipe, args.arch)
     if args.class_weighting:
         recipe = replace(recipe, class_weighting=args.class_weighting)
     arch_kwargs = {

@@ -155,6 +155,14 @@ def get_recipe(name: str) -> Recipe:
     return RECIPES[name]
 
 
+def with_arch(recipe: Recipe, arch: str) -> Recipe:
+    """A copy of a recipe for another architecture. The recipe's architecture settings (width,
+    branches) belong to its own architecture, so they are dropped when the architecture changes."""
+    if arch == recipe.arch:
+        return recipe
+    return replace(recipe, arch=arch, arch_kwargs={})
+
+
 def with_overrides(recipe: Recipe, **overrides) -> Recipe:
     """A copy of a recipe with TrainConfig fields replaced (None values are ignored)."""
     values = {k: v for k, v in overrides.items() if v is not None}

@@ -442,16 +442,14 @@ class Trainer:
             return self._branch_loss(x, target)
         with autocast(self.device, self.config.amp):
             logits = self._forward(x)
-            loss = F.cross_entropy(
-                logits.float(),
-                target,
-                weight=self.loss_weight,
-                label_smoothing=self.config.label_smoothing,
-            )
+            loss = self._hard_loss(logits, target)
             if self.config.distill > 0:
-                loss = (1 - self.config.distill) * loss + self.config.distill * self._distillation(
-                    x, logits
-                )
+                # self-distillation: the EMA weights are the teacher (the "mean teacher")
+                with torch.no_grad():
+                    teacher = F.log_softmax(
+                        self.ema(x).float() / self.config.distill_temperature, -1
+                    )
+                loss = self._with_teacher(loss, logits, teacher)
         return logits, loss, loss
 
     def _branch_loss(
@@ -466,35 +464,38 @@ class Trainer:
         with autocast(self.device, cfg.amp):
             logits = self._forward_branches(x).float()  # (B, branches, classes)
         n = logits.shape[1]
-        losses = [
-            F.cross_entropy(
-                logits[:, i], target, weight=self.loss_weight, label_smoothing=cfg.label_smoothing
-            )
-            for i in range(n)
-        ]
+        losses = [self._hard_loss(logits[:, i], target) for i in range(n)]
         if cfg.distill:
-            t = cfg.distill_temperature
             with torch.no_grad():
                 teachers = logits[:, 1:] if cfg.peers else logits
-                teacher = F.softmax(teachers.detach() / t, dim=-1).mean(1).clamp_min(1e-12).log()
+                probs = F.softmax(teachers / cfg.distill_temperature, dim=-1).mean(1)
+                teacher = probs.clamp_min(1e-12).log()
             for i in range(1 if cfg.peers else n):
-                student = F.log_softmax(logits[:, i] / t, dim=-1)
-                soft = F.kl_div(student, teacher, log_target=True, reduction="batchmean") * t * t
-                losses[i] = (1 - cfg.distill) * losses[i] + cfg.distill * soft
+                losses[i] = self._with_teacher(losses[i], logits[:, i], teacher)
         total = sum(losses)
         if cfg.peers:
             return logits[:, 0], total, losses[0]
         mean_logp = torch.logsumexp(logits.log_softmax(-1), dim=1) - math.log(n)
         return mean_logp, total, total / n
 
-    def _distillation(self, x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
-        """Self-distillation: KL divergence from the EMA weights' softened predictions (the
-        "mean teacher"), scaled by T^2 so its gradient keeps the size of the hard loss."""
+    def _hard_loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(
+            logits.float(),
+            target,
+            weight=self.loss_weight,
+            label_smoothing=self.config.label_smoothing,
+        )
+
+    def _with_teacher(
+        self, hard: torch.Tensor, logits: torch.Tensor, teacher_logp: torch.Tensor
+    ) -> torch.Tensor:
+        """(1 - distill) * the hard loss + distill * T^2 * KL(teacher || student), both softened
+        by the temperature T (`teacher_logp` already is); T^2 keeps the soft term's gradient the
+        size of the hard loss's."""
         t = self.config.distill_temperature
-        with torch.no_grad():
-            teacher = F.log_softmax(self.ema(x).float() / t, dim=-1)
         student = F.log_softmax(logits.float() / t, dim=-1)
-        return F.kl_div(student, teacher, log_target=True, reduction="batchmean") * t * t
+        soft = F.kl_div(student, teacher_logp, log_target=True, reduction="batchmean") * t * t
+        return (1 - self.config.distill) * hard + self.config.distill * soft
 
     def _sharpness_aware_gradient(self, x: torch.Tensor, target: torch.Tensor) -> None:
         """SAM (Foret et al. 2021): replace the gradient with the one taken at the worst point

@@ -323,14 +323,23 @@ def group_models(models: list[FerNet], shared: int = 0) -> GroupedNet:
     packed = {}
     for key, ref in grouped.state_dict().items():
         values = [s[key] for s in states]
-        if ref.shape == values[0].shape:  # shared trunk, or a scalar buffer
+        layout = _layout(ref, values[0])
+        if layout == "shared":
             packed[key] = values[0]
-        elif ref.ndim == values[0].ndim + 1:
+        elif layout == "stack":
             packed[key] = torch.stack(values)
         else:
             packed[key] = torch.cat(values)
     grouped.load_state_dict(packed)
     return grouped
+
+
+def _layout(grouped: torch.Tensor, member: torch.Tensor) -> str:
+    """How members' tensors sit in a grouped tensor: "shared" (the trunk, or a scalar buffer),
+    "stack" (a new leading axis: GroupedLinear weights) or "cat" (blocks along axis 0)."""
+    if grouped.shape == member.shape:
+        return "shared"
+    return "stack" if grouped.ndim == member.ndim + 1 else "cat"
 
 
 def member_state_dict(grouped: GroupedNet, index: int, template: FerNet) -> dict:
@@ -339,9 +348,10 @@ def member_state_dict(grouped: GroupedNet, index: int, template: FerNet) -> dict
     grouped_state = grouped.state_dict()
     for key, ref in template.state_dict().items():
         value = grouped_state[key]
-        if value.shape == ref.shape:  # shared trunk, or a scalar buffer
+        layout = _layout(value, ref)
+        if layout == "shared":
             out[key] = value
-        elif value.ndim == ref.ndim + 1:
+        elif layout == "stack":
             out[key] = value[index]
         else:
             out[key] = value.chunk(grouped.n)[index]

@@ -205,8 +205,7 @@ def warm_up() -> None:
     _warmed.set()
 
     def work() -> None:
-        import fer_core.checkpoint
-        import fer_core.predict  # noqa: F401
+        import fer_core.predict  # noqa: F401  (imports torch, the models and fer_core.checkpoint)
 
     threading.Thread(target=work, name="fer-warm-up", daemon=True).start()
 

@@ -50,7 +50,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--branches",
         type=int,
-        help="fer_vgg only: split after the second stage into this many branches, averaged",
+        help="fer_vgg only: split after the shared stages into this many branches, averaged",
+    )
+    p.add_argument(
+        "--shared-stages",
+        type=int,
+        choices=range(4),
+        metavar="{0..3}",
+        help="fer_vgg with branches: how many of its 4 stages the branches share (default 2)",
     )
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch-size", type=int)
@@ -237,9 +244,12 @@ def cmd_train(args) -> int:
         recipe = with_arch(recipe, args.arch)
     if args.class_weighting:
         recipe = replace(recipe, class_weighting=args.class_weighting)
-    arch_kwargs = {
-        key: value for key, value in (("width", args.width), ("branches", args.branches)) if value
-    }
+    options = (
+        ("width", args.width),
+        ("branches", args.branches),
+        ("shared_stages", args.shared_stages),
+    )
+    arch_kwargs = {key: value for key, value in options if value is not None}
     data = load_dataset(args.data)
     try:
         val: str | float = float(args.val)

@@ -214,6 +214,8 @@ def fer_vgg(
     branches > 1: the first `shared_stages` stages form one trunk that then splits into that
     many branches (stages and head, as grouped layers), whose predictions are averaged."""
     if branches > 1:
+        if not 0 <= shared_stages <= 3:
+            raise ValueError(f"shared_stages must be 0 to 3 (of 4 stages), got {shared_stages}")
         nets = [fer_vgg(num_classes, width, dropout) for _ in range(branches)]
         shared = sum(7 if stage < 3 else 6 for stage in range(shared_stages))  # 2 x CBR + pool
         return group_models(nets, shared=shared)

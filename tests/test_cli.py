@@ -184,6 +184,11 @@ def test_kaggle_download_offline_is_one_clear_line(tmp_path):
         (["--arch", "seed_cnn3_colab"], "seed_cnn3_colab", {}),
         (["--width", "8"], "fer_vgg", {"branches": 3, "width": 8}),
         (["--width", "8", "--branches", "2"], "fer_vgg", {"branches": 2, "width": 8}),
+        (
+            ["--width", "8", "--shared-stages", "0"],
+            "fer_vgg",
+            {"branches": 3, "width": 8, "shared_stages": 0},
+        ),
     ],
 )
 def test_train_shipped_recipe_with_architecture_options(tmp_path, extra, arch, arch_kwargs):

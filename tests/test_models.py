@@ -72,9 +72,10 @@ def test_grouped_networks_hold_each_member_exactly(arch):
         assert torch.allclose(grouped(x).exp(), mean, atol=1e-5)
 
 
-def test_branched_fer_vgg_is_a_shared_trunk_with_averaged_branches():
+@pytest.mark.parametrize("shared_stages", [0, 1, 2, 3])
+def test_branched_fer_vgg_is_a_shared_trunk_with_averaged_branches(shared_stages):
     torch.manual_seed(0)
-    model = build_model("fer_vgg", branches=3).eval()
+    model = build_model("fer_vgg", branches=3, shared_stages=shared_stages).eval()
     plain = build_model("fer_vgg").eval()
     x = torch.randn(4, 1, 48, 48)
     with torch.no_grad():
@@ -83,9 +84,14 @@ def test_branched_fer_vgg_is_a_shared_trunk_with_averaged_branches():
             plain.load_state_dict(member_state_dict(model, i, plain))
             assert torch.allclose(plain(x), branches[:, i], atol=1e-5)
         assert torch.allclose(model(x).exp(), branches.softmax(-1).mean(1), atol=1e-5)
-    trunk = count_parameters(plain.features[:14])  # stages 1-2 are stored once
+    trunk = count_parameters(plain.features[: 7 * shared_stages])  # stored once
     assert count_parameters(model) == 3 * count_parameters(plain) - 2 * trunk
     assert model.forward_features(x).shape == (4, 3 * 512, 6, 6)  # Grad-CAM sees every branch
+
+
+def test_branched_fer_vgg_needs_a_stage_to_branch():
+    with pytest.raises(ValueError, match="shared_stages must be 0 to 3"):
+        build_model("fer_vgg", branches=2, shared_stages=4)
 
 
 def test_networks_with_blocks_refuse_grouping():

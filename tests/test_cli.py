@@ -182,12 +182,12 @@ def test_kaggle_download_offline_is_one_clear_line(tmp_path):
     [
         # another architecture drops the recipe's own settings (branches belong to fer_vgg)
         (["--arch", "seed_cnn3_colab"], "seed_cnn3_colab", {}),
-        (["--width", "8"], "fer_vgg", {"branches": 3, "width": 8}),
+        (["--width", "8"], "fer_vgg", {"branches": 4, "width": 8}),
         (["--width", "8", "--branches", "2"], "fer_vgg", {"branches": 2, "width": 8}),
         (
             ["--width", "8", "--shared-stages", "0"],
             "fer_vgg",
-            {"branches": 3, "width": 8, "shared_stages": 0},
+            {"branches": 4, "width": 8, "shared_stages": 0},
         ),
     ],
 )

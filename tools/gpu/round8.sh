@@ -3,6 +3,9 @@
 # once, one per GPU. The first call starts them; every call waits up to $WAIT s (default 560).
 # When all are done: each best checkpoint is scored on PublicTest (flip, ten-crop), and the best
 # by flip accuracy comes back in fp16, split into 12 MB parts (cat best.pt.* > best.pt).
+# Carry .gpu_all in every call: a call that does not name it removes it on the machine (in
+# session 5 the scoring step found no data for that reason, so the best run by its training-time
+# PublicTest accuracy, B4, was fetched and scored on a CPU instead).
 export FER_CACHE_DIR=/tmp/fercache PYTHONUNBUFFERED=1
 D=${D:-.gpu_all/fer.zip}; R=/tmp/r8; WAIT=${WAIT:-560}
 declare -A RUNS=(

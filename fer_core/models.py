@@ -401,6 +401,10 @@ def build_model(arch: str, **kwargs) -> FerNet:
     """Build an architecture by name; kwargs override its defaults."""
     if arch not in ARCHITECTURES:
         raise ValueError(f"unknown architecture {arch!r}: choose one of {', '.join(ARCHITECTURES)}")
+    for key in ("width", "branches"):
+        value = kwargs.get(key, 1)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{key} must be a positive whole number, got {value!r}")
     spec = ARCHITECTURES[arch]
     return spec.build(**{**spec.defaults, **kwargs})
 

@@ -134,6 +134,10 @@ def test_export(trained, tmp_path):
         (["info", "--data", "/nonexistent.csv"], "not found"),
         (["evaluate", "--checkpoint", "/nonexistent.pt", "--data", CSV_PATH], "not found"),
         (["train", "--data", "/etc/hostname", "--epochs", "1"], "not a FER2013 dataset"),
+        (
+            ["train", "--data", CSV_PATH, "--limit", "64", "--width", "0", "--device", "cpu"],
+            "width must be a positive whole number",
+        ),
     ],
 )
 def test_bad_input_is_one_line_exit_1(args, message):

@@ -94,6 +94,14 @@ def test_branched_fer_vgg_needs_a_stage_to_branch():
         build_model("fer_vgg", branches=2, shared_stages=4)
 
 
+@pytest.mark.parametrize(
+    "kwargs", [{"width": 0}, {"width": 2.5}, {"branches": -1}, {"width": True}]
+)
+def test_sizes_must_be_positive_whole_numbers(kwargs):
+    with pytest.raises(ValueError, match="must be a positive whole number"):
+        build_model("fer_vgg", **kwargs)
+
+
 def test_networks_with_blocks_refuse_grouping():
     with pytest.raises(ValueError, match="cannot run BasicBlock"):
         group_models([build_model("fer_resnet"), build_model("fer_resnet")])

@@ -8,6 +8,7 @@ No pretrained weights anywhere: every network starts from random initialisation.
 from __future__ import annotations
 
 import copy
+import inspect
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -406,6 +407,9 @@ def build_model(arch: str, **kwargs) -> FerNet:
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{key} must be a positive whole number, got {value!r}")
     spec = ARCHITECTURES[arch]
+    unknown = sorted(set(kwargs) - set(inspect.signature(spec.build).parameters))
+    if unknown:
+        raise ValueError(f"{arch} takes no {', '.join(unknown)} option")
     return spec.build(**{**spec.defaults, **kwargs})
 
 

@@ -212,10 +212,10 @@ def train_run(
                 f"{run_dir.name} was started with other settings ({', '.join(changed)}); resume "
                 "it with the same ones or choose a new run folder"
             )
+    seed_everything(config.seed)
+    model = build_model(recipe.arch, **arch_kwargs)  # before any record: bad options save nothing
     if not run_path.exists() or not resuming:
         write_json_atomic(run_path, {**meta, "status": "created", "created": _now()})
-    seed_everything(config.seed)
-    model = build_model(recipe.arch, **arch_kwargs)
     recorder = RunRecorder(run_dir, recipe.arch, arch_kwargs, meta)
     trainer = Trainer(model, config, x_train, y_train, x_val, y_val, [recorder, *callbacks])
     if resuming:

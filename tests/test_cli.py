@@ -138,6 +138,10 @@ def test_export(trained, tmp_path):
             ["train", "--data", CSV_PATH, "--limit", "64", "--width", "0", "--device", "cpu"],
             "width must be a positive whole number",
         ),
+        (
+            ["train", "--data", CSV_PATH, "--arch", "small", "--branches", "2", "--device", "cpu"],
+            "small takes no branches option",
+        ),
     ],
 )
 def test_bad_input_is_one_line_exit_1(args, message):

@@ -102,6 +102,12 @@ def test_sizes_must_be_positive_whole_numbers(kwargs):
         build_model("fer_vgg", **kwargs)
 
 
+def test_options_an_architecture_does_not_take_are_refused():
+    with pytest.raises(ValueError, match="small takes no branches, shared_stages option"):
+        build_model("small", branches=2, shared_stages=1)
+    build_model("fer_resnet_slim")  # its default width is an option fer_resnet takes
+
+
 def test_networks_with_blocks_refuse_grouping():
     with pytest.raises(ValueError, match="cannot run BasicBlock"):
         group_models([build_model("fer_resnet"), build_model("fer_resnet")])

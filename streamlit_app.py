@@ -5,6 +5,7 @@ from pathlib import Path
 import streamlit as st
 
 from ui import state
+from ui.text import code, describe_splits, headline_accuracy, md
 
 st.set_page_config(page_title="FER Studio", page_icon="🙂", layout="wide")
 
@@ -27,11 +28,10 @@ def sidebar() -> None:
         data, error = state.get_data()
         if data is not None:
             st.caption(
-                f"`{Path(data.source).name}`: {len(data):,} faces, "
-                f"splits {', '.join(data.available_splits())}"
+                f"{code(Path(data.source).name)}: {len(data):,} faces ({describe_splits(data)})"
             )
         elif error:
-            st.error(error, icon="⚠️")
+            st.error(md(error), icon="⚠️")
         else:
             st.caption("None yet. Add FER2013 on the **Data** page.")
 
@@ -55,13 +55,12 @@ def sidebar() -> None:
         )
         ckpt, error = state.get_model_info()
         if ckpt is None:
-            st.error(error, icon="⚠️")
+            st.error(md(error), icon="⚠️")
         else:
-            public = ckpt.metrics.get("public_test", {})
-            acc = public.get("accuracy", ckpt.metrics.get("val_acc"))
+            headline = headline_accuracy(ckpt.metrics)
             st.caption(
                 f"{ckpt.arch}, {ckpt.num_parameters / 1e6:.1f}M parameters"
-                + (f", validation accuracy {acc:.1%}" if acc is not None else "")
+                + (f", {headline[0]} {headline[1]:.1%}" if headline else "")
             )
 
 

@@ -6,11 +6,13 @@ import os
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import streamlit as st
 
 from fer_core.data import SPLITS
 from fer_core.labels import CLASSES, EMOJI
 from ui import charts, state
+from ui.text import code, md, split_label, tally
 
 st.title("📊 Data")
 
@@ -30,7 +32,7 @@ def dataset_chooser() -> None:
             if st.button("Use this dataset", type="primary"):
                 _, error = state.get_data(path.strip())
                 if error:
-                    st.error(error)
+                    st.error(md(error))
                 else:
                     state.set_data_path(path.strip())
                     st.rerun()
@@ -53,7 +55,7 @@ def dataset_chooser() -> None:
                     target.unlink(missing_ok=True)
                     with contextlib.suppress(OSError):
                         folder.rmdir()
-                    st.error(f"That file is not usable: {error}")
+                    st.error(f"That file is not usable: {md(error)}")
                 elif st.session_state.get(state.DATA_PATH) != str(target):
                     state.set_data_path(str(target))
                     st.rerun()
@@ -64,14 +66,22 @@ def dataset_chooser() -> None:
                 or (Path.home() / ".kaggle" / "kaggle.json").exists()
             )
             st.caption(
-                "Downloads `msambare/fer2013` with kagglehub. Needs a network connection and "
-                "Kaggle credentials: KAGGLE_USERNAME / KAGGLE_KEY (environment or secrets) or "
-                "~/.kaggle/kaggle.json."
+                "Downloads `msambare/fer2013` with kagglehub (needs a network connection and a "
+                "Kaggle account)."
             )
+            if not has_login:
+                st.info(
+                    "**No Kaggle credentials found**, so the download is off. Add "
+                    "`KAGGLE_USERNAME` and `KAGGLE_KEY` (from kaggle.com → Settings → API → "
+                    "Create New Token) to the environment or to `.streamlit/secrets.toml` (on "
+                    "Community Cloud: the app's **Settings → Secrets**), or put `kaggle.json` in "
+                    "`~/.kaggle/`, then reload this page.",
+                    icon="🔑",
+                )
             if st.button(
                 "Download from Kaggle",
                 disabled=not has_login,
-                help=None if has_login else "No Kaggle credentials found",
+                help=None if has_login else "Needs Kaggle credentials: see above",
             ):
                 from fer_core.data import download_kaggle
                 from fer_core.errors import FerError
@@ -82,19 +92,19 @@ def dataset_chooser() -> None:
                     state.set_data_path(str(folder))
                     st.rerun()
                 except FerError as exc:
-                    st.error(str(exc))
+                    st.error(md(exc))
 
 
 dataset_chooser()
 data, error = state.get_data()
 if error:
-    st.error(error)
+    st.error(md(error))
 if data is None:
     st.info("No dataset yet. Give a path, upload a file, or download it from Kaggle above.")
     st.stop()
 
 report = state.get_report()
-st.caption(f"Source: `{data.source}`")
+st.caption(f"Source: {code(data.source)}")
 
 cols = st.columns(5)
 cols[0].metric("Faces", f"{len(data):,}")
@@ -123,8 +133,14 @@ with left:
     st.plotly_chart(charts.class_weights(report.class_weights), width="stretch")
 with right:
     st.markdown("&nbsp;")
-    table = {scheme: weights for scheme, weights in report.class_weights.items()}
-    st.dataframe(table, width="stretch")
+    table = pd.DataFrame(report.class_weights).rename_axis("class")
+    st.dataframe(
+        table,
+        width="stretch",
+        column_config={
+            scheme: st.column_config.NumberColumn(scheme, format="%.2f") for scheme in table
+        },
+    )
     st.caption(
         "*inverse*: N / (K·n_c). *effective*: effective number of samples, β = 0.999 "
         "(Cui et al. 2019). Both scaled to mean 1."
@@ -133,7 +149,7 @@ with right:
 st.subheader("Sample faces")
 split_names = [s for s in data.available_splits()]
 c1, c2 = st.columns([3, 1])
-split = c1.selectbox("Split", split_names, index=0)
+split = c1.selectbox("Split", split_names, index=0, format_func=split_label)
 if c2.button("🔀 Reshuffle"):
     st.session_state[state.SAMPLE_SEED] = st.session_state.get(state.SAMPLE_SEED, 0) + 1
 rng = np.random.default_rng(st.session_state.get(state.SAMPLE_SEED, 0))
@@ -159,20 +175,23 @@ st.plotly_chart(charts.intensity_histograms(intensity), width="stretch")
 st.subheader("Dataset quirks")
 q1, q2 = st.columns(2)
 with q1:
+    # across: "public_test~train" -> faces of PublicTest with an exact copy in Training
+    across = {key.split("~")[0]: n for key, n in report.duplicates_across.items()}
     st.markdown(
-        f"**Exact duplicates**: {report.duplicates_within} within splits, "
-        f"{report.duplicates_across} across; "
-        f"{report.conflicting_duplicate_groups} groups carry conflicting labels."
+        f"**Exact duplicates**: redundant copies within a split: "
+        f"{tally(report.duplicates_within)}. Test faces with a copy in Training: "
+        f"{tally(across)}. Groups of copies with conflicting labels: "
+        f"{report.conflicting_duplicate_groups:,}."
     )
     conflicting = [g for g in report.duplicate_groups if g.conflicting][:4]
     for group in conflicting:
         captions = [
-            f"{lab} ({SPLITS[data.splits[i]].replace('_', ' ')})"
+            f"{lab} ({split_label(SPLITS[data.splits[i]])})"
             for i, lab in zip(group.indices, group.labels)
         ]
         st.image([data.images[i] for i in group.indices[:4]], caption=captions[:4], width=72)
 with q2:
-    st.markdown(f"**Blank images** (a single grey level): {report.blank_by_split}")
+    st.markdown(f"**Blank images** (a single grey level): {tally(report.blank_by_split)}.")
     if report.blank_indices:
         st.image(
             [data.images[i] for i in report.blank_indices[:8]],

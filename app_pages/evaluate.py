@@ -1,6 +1,7 @@
 """Evaluate: accuracy, macro-F1, per-class report, confusion matrix, and the faces a model gets wrong."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -18,7 +19,10 @@ def show_metrics(result: dict) -> None:
     c = st.columns(4)
     c[0].metric("Accuracy", f"{result['accuracy']:.2%}")
     c[1].metric("Macro-F1", f"{result['macro_f1']:.3f}")
-    c[2].metric("Faces", f"{result['n']:,}")
+    if result.get("faces_found") is not None:
+        c[2].metric("Faces found", f"{result['faces_found']:,} of {result['n']:,}")
+    else:
+        c[2].metric("Faces", f"{result['n']:,}")
     c[3].metric("Test-time augmentation", result.get("tta", "none"))
     left, right = st.columns([1, 1])
     with left:
@@ -34,6 +38,100 @@ def show_metrics(result: dict) -> None:
         normalized = st.toggle("Normalise rows (recall per class)", value=True)
         matrix = result["confusion_matrix_normalized" if normalized else "confusion_matrix"]
         st.plotly_chart(charts.confusion(matrix, result["classes"], normalized), width="stretch")
+    calibration = result.get("calibration")
+    if calibration:
+        st.markdown("**Reliability: is a face called 80% sure right 80% of the time?**")
+        st.plotly_chart(charts.reliability(calibration), width="stretch")
+        st.caption(
+            f"Expected calibration error {calibration['ece_after']:.1%} with the model's "
+            f"temperature {calibration['temperature']:.2f} (the probabilities shown everywhere), "
+            f"{calibration['ece_before']:.1%} without it."
+        )
+
+
+def browse_mistakes(mistakes: list[Mistake], face_of, key: str) -> None:
+    """Pick a confusion cell and see its mistakes, most confident first; face_of(m) -> (48, 48)."""
+    pairs = pd.Series([(m.true, m.pred) for m in mistakes]).value_counts()
+    if pairs.empty:
+        st.success("No mistakes here.")
+        return
+    top_true, top_pred = pairs.index[0]
+    c1, c2, c3 = st.columns([1, 1, 1])
+    true = c1.selectbox("True class", CLASSES, index=CLASSES.index(top_true), key=f"{key}_t")
+    others = [c for c in CLASSES if c != true]
+    pred = c2.selectbox(
+        "Predicted as",
+        others,
+        index=others.index(top_pred) if top_pred != true else 0,
+        key=f"{key}_p",
+    )
+    saliency = c3.toggle("Grad-CAM saliency", value=True, key=f"{key}_s")
+    cell = [m for m in mistakes if m.true == true and m.pred == pred]
+    st.caption(
+        f"{len(cell)} faces of class **{true}** predicted as **{pred}**, most confident first."
+    )
+    shown = cell[:24]
+    if not shown:
+        return
+    faces = np.stack([face_of(m) for m in shown])
+    cams = grad_cam(ckpt.model, faces, ckpt.mean, ckpt.std) if saliency else None
+    cols = st.columns(6)
+    for i, m in enumerate(shown):
+        with cols[i % 6], st.container(border=True):
+            st.image(overlay(faces[i], cams[i]) if cams is not None else faces[i], width="stretch")
+            where = f" · row {m.row}" if m.row >= 0 else (f" · {m.name}" if m.name else "")
+            st.caption(f"{pred} {m.confidence:.0%} · true {true} {m.probs[true]:.0%}{where}")
+            with st.popover("probabilities"):
+                st.plotly_chart(
+                    charts.probabilities(m.probs), width="stretch", key=f"{key}_{m.index}"
+                )
+
+
+def photo_section() -> None:
+    """Evaluate on a folder or zip of labelled photos (faces detected as on Predict)."""
+    st.caption(
+        "A folder or `.zip` of `<emotion>/<image>` photos of any size (class folders such as "
+        "angry, happiness, surprised, in any case; others are skipped). Faces are detected and "
+        "cropped as on the Predict page; a photo without a face counts as wrong."
+    )
+    c1, c2 = st.columns([3, 2])
+    path = c1.text_input("Folder or .zip on this server", key="photo_set_path").strip()
+    upload = c2.file_uploader("…or upload a .zip", type=["zip"], key="photo_set_upload")
+    if upload is not None:
+        path = state.save_upload(upload)
+    c1, c2 = st.columns([2, 1])
+    detect = c1.toggle("Detect faces (off: every photo is already a face crop)", value=True)
+    tta = c2.selectbox("Test-time augmentation", ["flip", "none", "crops"], key="photo_tta")
+    if not path:
+        st.info("Give a folder or upload a zip of labelled photos.")
+        return
+    photos, error = state.get_photo_set(path)
+    if photos is None:
+        st.error(error)
+        return
+    counts = ", ".join(f"{c} {n}" for c, n in zip(CLASSES, photos.class_counts()) if n)
+    st.caption(f"{len(photos):,} photos: {counts}.")
+    if photos.skipped:
+        skipped = ", ".join(f"{name} ({n})" for name, n in sorted(photos.skipped.items()))
+        st.warning(f"Skipped folders that name no emotion: {skipped}")
+    model_path = state.active_model_path()
+    request = ("photos", model_path, state.stamp(model_path), path, detect, tta)
+    requested = st.session_state.setdefault(state.EVAL_REQUESTS, set())
+    if st.button("▶ Evaluate photos", type="primary"):
+        requested.add(request)
+    if request not in requested:
+        return
+    result, crops = state.photo_evaluation(
+        model_path, state.stamp(model_path), path, state.stamp(path), detect, tta
+    )
+    show_metrics(result)
+    downloads(result, f"{ckpt.name}_{Path(path).stem}")
+    if result["no_face"]:
+        with st.expander(f"{len(result['no_face'])} photos without a face found"):
+            st.code("\n".join(result["no_face"]), language=None)
+    st.subheader("Mistakes")
+    mistakes = [Mistake(**m) for m in result["misclassified"]]
+    browse_mistakes(mistakes, lambda m: crops[m.index], "photo")
 
 
 def downloads(result: dict, name: str) -> None:
@@ -55,6 +153,12 @@ def downloads(result: dict, name: str) -> None:
 ckpt, model_error = state.get_checkpoint()
 if ckpt is None:
     st.error(model_error)
+    st.stop()
+source = st.radio(
+    "Evaluate on", ["FER2013", "Labelled photos"], horizontal=True, label_visibility="collapsed"
+)
+if source == "Labelled photos":
+    photo_section()
     st.stop()
 data, data_error = state.get_data()
 
@@ -115,35 +219,5 @@ downloads(result, f"{ckpt.name}_{split}")
 
 st.subheader("Mistakes")
 mistakes = [Mistake(**m) for m in result["misclassified"]]
-pairs = pd.Series([(m.true, m.pred) for m in mistakes]).value_counts()
-if pairs.empty:
-    st.success("No mistakes on this split.")
-    st.stop()
-top_true, top_pred = pairs.index[0]
-c1, c2, c3 = st.columns([1, 1, 1])
-true = c1.selectbox("True class", CLASSES, index=CLASSES.index(top_true))
-pred = c2.selectbox(
-    "Predicted as",
-    [c for c in CLASSES if c != true],
-    index=[c for c in CLASSES if c != true].index(top_pred) if top_pred != true else 0,
-)
-saliency = c3.toggle("Grad-CAM saliency", value=True)
-cell = [m for m in mistakes if m.true == true and m.pred == pred]
-st.caption(f"{len(cell)} faces of class **{true}** predicted as **{pred}**, most confident first.")
 subset = data.split(split)
-shown = cell[:24]
-if shown:
-    faces = np.stack([subset.images[m.index] for m in shown])
-    cams = grad_cam(ckpt.model, faces, ckpt.mean, ckpt.std) if saliency else None
-    cols = st.columns(6)
-    for i, m in enumerate(shown):
-        with cols[i % 6], st.container(border=True):
-            st.image(overlay(faces[i], cams[i]) if cams is not None else faces[i], width="stretch")
-            st.caption(
-                f"{pred} {m.confidence:.0%} · true {true} {m.probs[true]:.0%}"
-                + (f" · row {m.row}" if m.row >= 0 else "")
-            )
-            with st.popover("probabilities"):
-                st.plotly_chart(
-                    charts.probabilities(m.probs), width="stretch", key=f"probs_{split}_{m.index}"
-                )
+browse_mistakes(mistakes, lambda m: subset.images[m.index], f"fer_{split}")

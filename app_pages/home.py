@@ -3,6 +3,7 @@
 import streamlit as st
 
 from ui import state
+from ui.text import headline_accuracy, md, split_label, split_sizes
 
 st.title("🙂 FER Studio")
 st.markdown(
@@ -18,13 +19,14 @@ left, right = st.columns(2)
 with left, st.container(border=True):
     st.subheader("Dataset")
     if data is not None:
-        counts = {s: int(data.split_mask(s).sum()) for s in data.available_splits() if s != "test"}
-        cols = st.columns(len(counts))
-        for col, (split, n) in zip(cols, counts.items()):
-            col.metric(split.replace("_", " ").title(), f"{n:,}")
+        sizes = split_sizes(data)
+        for col, (split, n) in zip(st.columns(len(sizes)), sizes.items()):
+            col.metric(
+                split_label(split), f"{n:,}", help=f"faces in FER2013's {split_label(split)}"
+            )
     else:
         if data_error:
-            st.error(data_error)
+            st.error(md(data_error))
         st.info(
             "No dataset loaded yet. Prediction already works with the shipped model; "
             "add FER2013 to explore it, train and evaluate.",
@@ -35,22 +37,27 @@ with left, st.container(border=True):
 with right, st.container(border=True):
     st.subheader("Model")
     if ckpt is None:
-        st.warning(model_error or "No model available.")
+        st.warning(md(model_error) if model_error else "No model available.")
         st.page_link("app_pages/train.py", label="Train a model", icon="🏋️")
     else:
-        public = ckpt.metrics.get("public_test")
-        cols = st.columns(3)
-        cols[0].metric("Architecture", ckpt.arch)
-        cols[1].metric("Parameters", f"{ckpt.num_parameters / 1e6:.1f}M")
-        if public:
-            cols[2].metric(
-                "PublicTest accuracy",
-                f"{public['accuracy']:.1%}",
-                help=f"macro-F1 {public['macro_f1']:.3f}, TTA {public.get('tta')}; "
-                "computed by fer_core.evaluate when the model was shipped",
+        public = ckpt.metrics.get("public_test") or {}
+        headline = headline_accuracy(ckpt.metrics)
+        # Two numbers side by side (the accuracy's label is the longest and must not be cut);
+        # the architecture's name is words, not a number: a caption below them.
+        cols = st.columns([2, 3])
+        cols[0].metric("Parameters", f"{ckpt.num_parameters / 1e6:.1f}M")
+        if headline:
+            label, accuracy = headline
+            f1 = public.get("macro_f1", ckpt.metrics.get("val_macro_f1"))
+            how = (f"test-time augmentation {public['tta']}; " if public.get("tta") else "") + (
+                "measured when the model was shipped" if public else "the run's best epoch"
             )
-        elif "val_acc" in ckpt.metrics:
-            cols[2].metric("Validation accuracy", f"{ckpt.metrics['val_acc']:.1%}")
+            cols[1].metric(
+                label,
+                f"{accuracy:.1%}",
+                help=(f"macro-F1 {f1:.3f}; " if f1 is not None else "") + how,
+            )
+        st.caption(f"Architecture `{ckpt.arch}`")
 
 st.subheader("Where to next")
 steps = st.columns(4)

@@ -1,5 +1,6 @@
 """Train: configure a run, start it in the background, watch it live, stop it, compare past runs."""
 
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -7,12 +8,12 @@ import pandas as pd
 import streamlit as st
 import torch
 
-from fer_core.augment import AugmentConfig
 from fer_core.models import ARCHITECTURES
 from fer_core.recipes import RECIPES, get_recipe, with_arch
 from fer_core.runs import BEST_FILE, DataSelection, list_runs, recipe_of, resumable
 from fer_core.train import OPTIMIZERS, SCHEDULERS
 from ui import charts, state
+from ui.text import code, md
 from ui.training import TrainingManager
 
 st.title("🏋️ Train")
@@ -38,79 +39,169 @@ def devices() -> list[str]:
     return found
 
 
+# The form's widgets, keyed: choosing a recipe writes every one of them (see apply_recipe).
+FIELD = "train_form."
+CPU_SUBSET = 6000  # a default that keeps a CPU run to minutes; stated on screen where it applies
+
+
+def has_gpu() -> bool:
+    return len(devices()) > 2
+
+
+@st.cache_data(show_spinner=False)
+def parameter_counts() -> dict[str, int]:
+    """Architecture -> parameters at its defaults, counted from the model itself."""
+    from fer_core.models import parameter_count
+
+    return {arch: parameter_count(arch) for arch in ARCHITECTURES}
+
+
+def arch_help(recipe) -> str:
+    counts = parameter_counts()
+    lines = []
+    for arch, spec in ARCHITECTURES.items():
+        line = f"- **{arch}**: {spec.description}, {counts[arch] / 1e6:.2f}M parameters"
+        if arch == recipe.arch and recipe.arch_kwargs:
+            from fer_core.models import parameter_count
+
+            built = parameter_count(arch, **recipe.arch_kwargs)
+            options = ", ".join(f"{k}={v}" for k, v in recipe.arch_kwargs.items())
+            line += f" ({built / 1e6:.2f}M with this recipe's {options})"
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def recipe_values(recipe, n_train: int) -> dict:
+    """Every field of the form as the recipe sets it. Recipes train on all of Training and select
+    on PublicTest; only a machine without a GPU starts from a subset (said under the form)."""
+    cfg, a = recipe.config, recipe.config.augment
+    return {
+        "arch": recipe.arch,
+        "epochs": int(cfg.epochs),
+        "batch": int(cfg.batch_size),
+        "lr": float(cfg.lr),
+        "optimizer": cfg.optimizer,
+        "scheduler": cfg.scheduler,
+        "weight_decay": float(cfg.weight_decay),
+        "smoothing": float(cfg.label_smoothing),
+        "flip": a.hflip > 0,
+        "rotation": int(a.rotation),
+        "translate": float(a.translate),
+        "erasing": float(a.erasing),
+        "crop": a.crop_scale != (1.0, 1.0),
+        "jitter": float(max(a.brightness, a.contrast)),
+        "noise": float(a.noise),
+        "mixup": float(cfg.mixup_alpha),
+        "weighting": recipe.class_weighting,
+        "patience": int(cfg.early_stopping),
+        "limit": n_train if has_gpu() else min(n_train, CPU_SUBSET),
+        "val": "public_test",
+    }
+
+
+def apply_recipe(n_train: int) -> None:
+    recipe = get_recipe(st.session_state[FIELD + "recipe"])
+    for name, value in recipe_values(recipe, n_train).items():
+        st.session_state[FIELD + name] = value
+
+
 def config_form(n_train: int) -> tuple | None:
     """The run settings as plain values; None until Start is pressed."""
+    if FIELD + "recipe" not in st.session_state:
+        st.session_state[FIELD + "recipe"] = next(iter(RECIPES))
+        apply_recipe(n_train)
+    if st.session_state.get(FIELD + "limit", 0) > n_train:  # another, smaller dataset since
+        st.session_state[FIELD + "limit"] = n_train
     preset = st.selectbox(
         "Start from recipe",
         list(RECIPES),
-        index=0,
+        key=FIELD + "recipe",
         format_func=lambda k: f"{k}: {RECIPES[k].description}",
+        on_change=apply_recipe,
+        args=(n_train,),
+        help="Sets every field below to the recipe's values",
     )
     recipe = get_recipe(preset)
     cfg = recipe.config
+    shown = recipe_values(recipe, n_train)
+
+    def key(name: str) -> str:
+        return FIELD + name
+
     with st.form("train_config"):
         c1, c2, c3, c4 = st.columns(4)
         arch = c1.selectbox(
-            "Architecture",
-            list(ARCHITECTURES),
-            index=list(ARCHITECTURES).index(recipe.arch),
-            help="\n".join(f"{k}: {v.description}" for k, v in ARCHITECTURES.items()),
+            "Architecture", list(ARCHITECTURES), key=key("arch"), help=arch_help(recipe)
         )
-        epochs = c2.number_input("Epochs", 1, 500, min(cfg.epochs, 30))
-        batch = c3.select_slider("Batch size", [16, 32, 64, 128, 256, 512], value=cfg.batch_size)
-        lr = c4.number_input("Learning rate", 1e-6, 1.0, cfg.lr, format="%.5f")
+        epochs = c2.number_input("Epochs", 1, 500, key=key("epochs"))
+        batch = c3.select_slider("Batch size", [16, 32, 64, 128, 256, 512], key=key("batch"))
+        lr = c4.number_input("Learning rate", 1e-6, 1.0, key=key("lr"), format="%.5f")
         c1, c2, c3, c4 = st.columns(4)
-        optimizer = c1.selectbox("Optimizer", OPTIMIZERS, index=OPTIMIZERS.index(cfg.optimizer))
-        scheduler = c2.selectbox("Scheduler", SCHEDULERS, index=SCHEDULERS.index(cfg.scheduler))
-        weight_decay = c3.number_input("Weight decay", 0.0, 1.0, cfg.weight_decay, format="%.5f")
-        smoothing = c4.slider("Label smoothing", 0.0, 0.3, cfg.label_smoothing, 0.05)
+        optimizer = c1.selectbox("Optimizer", OPTIMIZERS, key=key("optimizer"))
+        scheduler = c2.selectbox("Scheduler", SCHEDULERS, key=key("scheduler"))
+        weight_decay = c3.number_input(
+            "Weight decay", 0.0, 1.0, key=key("weight_decay"), format="%.5f"
+        )
+        smoothing = c4.slider("Label smoothing", 0.0, 0.3, step=0.05, key=key("smoothing"))
         st.markdown("**Augmentation** (batched, on the training device)")
-        a = cfg.augment
         c1, c2, c3, c4 = st.columns(4)
-        flip = c1.checkbox("Horizontal flip", value=a.hflip > 0)
-        rotation = c2.slider("Rotation (°)", 0, 30, int(a.rotation))
-        translate = c3.slider("Translation", 0.0, 0.2, float(a.translate), 0.02)
-        erasing = c4.slider("Random erasing p", 0.0, 1.0, float(a.erasing), 0.1)
+        flip = c1.checkbox("Horizontal flip", key=key("flip"))
+        rotation = c2.slider("Rotation (°)", 0, 30, key=key("rotation"))
+        translate = c3.slider("Translation", 0.0, 0.2, step=0.02, key=key("translate"))
+        erasing = c4.slider("Random erasing p", 0.0, 1.0, step=0.1, key=key("erasing"))
         c1, c2, c3, c4 = st.columns(4)
-        crop = c1.checkbox("Random resized crop", value=a.crop_scale != (1.0, 1.0))
-        jitter = c2.slider(
-            "Brightness / contrast", 0.0, 0.4, float(max(a.brightness, a.contrast)), 0.05
-        )
-        noise = c3.slider("Gaussian noise σ", 0.0, 0.1, float(a.noise), 0.01)
-        mixup = c4.slider("Mixup α (0 = off)", 0.0, 1.0, float(cfg.mixup_alpha), 0.1)
+        crop = c1.checkbox("Random resized crop", key=key("crop"))
+        jitter = c2.slider("Brightness / contrast", 0.0, 0.4, step=0.05, key=key("jitter"))
+        noise = c3.slider("Gaussian noise σ", 0.0, 0.1, step=0.01, key=key("noise"))
+        mixup = c4.slider("Mixup α (0 = off)", 0.0, 1.0, step=0.1, key=key("mixup"))
         st.markdown("**Imbalance, stopping, data**")
         c1, c2, c3, c4 = st.columns(4)
         weighting = c1.selectbox(
-            "Class weighting",
-            ["none", "inverse", "effective"],
-            index=["none", "inverse", "effective"].index(recipe.class_weighting),
+            "Class weighting", ["none", "inverse", "effective"], key=key("weighting")
         )
-        patience = c2.number_input("Early stopping patience (0 = off)", 0, 100, cfg.early_stopping)
+        patience = c2.number_input("Early stopping patience (0 = off)", 0, 100, key=key("patience"))
         limit = c3.number_input(
             "Training subset (images)",
             100,
             n_train,
-            min(n_train, 6000),
             step=500,
-            help="A stratified subset keeps CPU runs short; use all for the best model",
+            key=key("limit"),
+            help="A stratified subset of exactly this many images keeps CPU runs short; use "
+            "all for the best model",
         )
         val = c4.selectbox(
             "Validation",
             ["public_test", "0.1 of train"],
+            key=key("val"),
+            format_func=lambda v: "PublicTest" if v == "public_test" else "10% of Training",
             help="Models are selected on PublicTest or a split of Training, never on PrivateTest",
         )
         device = st.selectbox("Device", devices())
+        if not has_gpu() and n_train > CPU_SUBSET:
+            st.caption(
+                f"No GPU on this server: the training subset starts at {CPU_SUBSET:,} of "
+                f"{n_train:,} images so that a run takes minutes, not hours. Every other value "
+                f"is the recipe's ({cfg.epochs} epochs); raise the subset for the best model."
+            )
         started = st.form_submit_button("▶ Start training", type="primary")
     if not started:
         return None
-    augment = AugmentConfig(
-        hflip=0.5 if flip else 0.0,
-        rotation=float(rotation),
+    a = cfg.augment
+    # A field left as the recipe shows it keeps the recipe's exact value (one slider stands for
+    # brightness and contrast, one checkbox for the crop's scale and ratio).
+    if jitter != shown["jitter"]:
+        a = replace(a, brightness=jitter, contrast=jitter)
+    if crop != shown["crop"]:
+        a = replace(
+            a,
+            crop_scale=(0.8, 1.0) if crop else (1.0, 1.0),
+            crop_ratio=(0.9, 1.1) if crop else (1.0, 1.0),
+        )
+    augment = replace(
+        a,
+        hflip=(a.hflip or 0.5) if flip else 0.0,
+        rotation=float(rotation) if rotation != shown["rotation"] else a.rotation,
         translate=float(translate),
-        crop_scale=(0.8, 1.0) if crop else (1.0, 1.0),
-        crop_ratio=(0.9, 1.1) if crop else (1.0, 1.0),
-        brightness=jitter,
-        contrast=jitter,
         noise=noise,
         erasing=erasing,
     )
@@ -125,7 +216,6 @@ def config_form(n_train: int) -> tuple | None:
         label_smoothing=float(smoothing),
         augment=augment,
         mixup_alpha=float(mixup),
-        cutmix_alpha=cfg.cutmix_alpha if mixup else 0.0,
         early_stopping=int(patience),
         device=device,
     )
@@ -135,6 +225,29 @@ def config_form(n_train: int) -> tuple | None:
     )
     recipe = replace(with_arch(recipe, arch), config=config, class_weighting=weighting)
     return recipe, selection
+
+
+def stop_button(run, column, theirs: bool) -> None:
+    """Stop; a run another session started asks for a yes first (it is their work)."""
+    if not theirs:
+        if column.button("⏹ Stop", help="Finishes the current batch; finished epochs are kept"):
+            manager().stop()
+            st.rerun(scope="fragment")
+        return
+    if st.session_state.get(state.STOP_CONFIRM) != run.run_dir:
+        if column.button("⏹ Stop", help="Another session started this run: asks first"):
+            st.session_state[state.STOP_CONFIRM] = run.run_dir
+            st.rerun(scope="fragment")
+        return
+    st.warning("Stop the run another session started? Its finished epochs are kept.")
+    yes, no = st.columns([1, 5])
+    if yes.button("Yes, stop it", type="primary"):
+        st.session_state.pop(state.STOP_CONFIRM, None)
+        manager().stop()
+        st.rerun(scope="fragment")
+    if no.button("Cancel"):
+        st.session_state.pop(state.STOP_CONFIRM, None)
+        st.rerun(scope="fragment")
 
 
 def live_view(polling: bool) -> None:
@@ -155,13 +268,17 @@ def live_view(polling: bool) -> None:
         "failed": "❌",
     }.get(run.status, "")
     head.markdown(
-        f"{icon} **{run.status.title()}**: `{run.arch}` in `{run.run_dir.split('/')[-1]}`"
+        f"{icon} **{run.status.title()}**: {code(run.arch)} in {code(Path(run.run_dir).name)}"
     )
-    if run.active and button.button(
-        "⏹ Stop", help="Finishes the current batch; finished epochs are kept"
-    ):
-        manager().stop()
-        st.rerun(scope="fragment")
+    theirs = run.owner != session_id()
+    if run.active and theirs:
+        since = time.strftime("%H:%M", time.localtime(run.started))
+        head.caption(
+            f"Started at {since} by another session (another user or tab, or this one before a "
+            "reload): Stop ends it for everyone watching."
+        )
+    if run.active:
+        stop_button(run, button, theirs)
     if run.active and run.batches:
         done = ((run.epoch - 1) * run.batches + run.batch) / max(1, run.epochs * run.batches)
         eta = f"{run.eta_s / 60:.1f} min" if run.eta_s >= 60 else f"{run.eta_s:.0f} s"
@@ -173,7 +290,7 @@ def live_view(polling: bool) -> None:
     elif run.active:
         st.progress(0.0, text="Preparing data and model…")
     if run.message:
-        (st.error if run.status == "failed" else st.success)(run.message)
+        (st.error if run.status == "failed" else st.success)(md(run.message))
     if run.history:
         last = run.history[-1]
         best = max(run.history, key=lambda h: h["val_acc"])
@@ -181,13 +298,14 @@ def live_view(polling: bool) -> None:
         c[0].metric("Epochs done", f"{len(run.history)}/{run.epochs}")
         c[1].metric("Validation accuracy", f"{last['val_acc']:.1%}")
         c[2].metric("Best so far", f"{best['val_acc']:.1%}", help=f"epoch {best['epoch']}")
-        c[3].metric("Validation macro-F1", f"{last['val_macro_f1']:.3f}")
+        f1 = last.get("val_macro_f1")
+        c[3].metric("Validation macro-F1", "–" if f1 is None else f"{f1:.3f}")
         st.plotly_chart(charts.history(run.history), width="stretch", key="live_history")
 
 
 data, error = state.get_data()
 if data is None:
-    st.info(error or "Training needs FER2013: add it on the Data page first.")
+    st.info(md(error) if error else "Training needs FER2013: add it on the Data page first.")
     st.page_link("app_pages/data.py", label="Add FER2013", icon="📊")
 else:
     n_train = int(data.split_mask("train").sum())
@@ -196,7 +314,7 @@ else:
     if chosen is not None:
         recipe, selection = chosen
         ok, message = manager().start(data, recipe, selection, state.runs_dir(), session_id())
-        (st.success if ok else st.warning)(message)
+        (st.success if ok else st.warning)(md(message))
 
 st.subheader("Live run")
 # Poll only while a run is active: every polling session costs the server a script run per
@@ -267,8 +385,8 @@ else:
             trained_on = run.record.get("data")
             if data is None or trained_on != data.source:
                 st.warning(
-                    f"{run.name} was trained on `{Path(str(trained_on)).name}`: make that the "
-                    "active dataset on the Data page to resume it."
+                    f"{md(run.name)} was trained on {code(Path(str(trained_on)).name)}: make "
+                    "that the active dataset on the Data page to resume it."
                 )
             else:
                 recipe, selection = recipe_of(run)
@@ -277,7 +395,7 @@ else:
                 )
                 if ok:
                     st.rerun()  # in full, so that the live view polls the resumed run
-                st.warning(message)
+                st.warning(md(message))
     usable = [r for r in runs if (r.path / BEST_FILE).exists()]
     if usable:
         c1, c2 = st.columns([3, 1])
@@ -286,4 +404,9 @@ else:
         )
         if c2.button("Make active"):
             state.set_model_path(str(next(r for r in usable if r.name == pick).path / BEST_FILE))
-            st.success(f"{pick} is now the active model (see the sidebar).")
+            # The sidebar is drawn before this page: rerun so it shows the new model now.
+            st.session_state[state.TRAIN_NOTICE] = f"{md(pick)} is now the active model."
+            st.rerun()
+        notice = st.session_state.pop(state.TRAIN_NOTICE, None)
+        if notice:
+            st.success(notice + " Predict and Evaluate use it from now on.", icon="✅")

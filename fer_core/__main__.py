@@ -1,4 +1,4 @@
-"""Command line: `python -m fer_core {info,train,evaluate,predict,export,download}`.
+"""Command line: `python -m fer_core {info,train,evaluate,predict,video,export,download}`.
 
 Bad input gives one clear line on stderr and exit status 1, never a traceback.
 """
@@ -19,16 +19,22 @@ def _add_data(p: argparse.ArgumentParser, required: bool = True) -> None:
     p.add_argument(
         "--data",
         required=required,
-        help="fer2013.csv(.gz), the Kaggle archive .zip, or its extracted folder",
+        help="fer2013.csv(.gz), the Kaggle archive .zip or its extracted folder; for info and "
+        "evaluate also a folder or .zip of labelled photos (<emotion>/<image>)",
     )
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from dataclasses import fields
+
     from fer_core.augment import TTA_MODES
     from fer_core.data import SPLIT_CHOICES
+    from fer_core.faces import DetectorConfig
     from fer_core.models import ARCHITECTURES
     from fer_core.recipes import RECIPES
+    from fer_core.track import TrackerConfig
     from fer_core.train import OPTIMIZERS, SCHEDULERS
+    from fer_core.video import VideoLimits
 
     parser = argparse.ArgumentParser(prog="python -m fer_core", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -83,6 +89,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="teacher networks trained alongside the model (one grouped network); the model "
         "distils from their average and is the one saved",
     )
+    p.add_argument(
+        "--photo-augment",
+        action="store_true",
+        help="add camera-photo degradations (gamma, blur, down-up sampling, JPEG) to the "
+        "recipe's augmentation",
+    )
     p.add_argument("--early-stopping", type=int)
     p.add_argument("--class-weighting", choices=("none", "inverse", "effective"))
     p.add_argument(
@@ -115,6 +127,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--tta-mode", dest="tta", choices=TTA_MODES, help="explicit TTA mode")
     p.add_argument("--device", default="auto")
+    p.add_argument(
+        "--no-detect",
+        action="store_true",
+        help="photo sets: treat each photo as one face crop (no face detection)",
+    )
     p.add_argument("--json", action="store_true")
     p.add_argument("--max-mistakes", type=int, default=50, help="mistakes listed in --json")
     p.add_argument("--markdown", action="store_true", help="markdown tables (for a model card)")
@@ -123,10 +140,47 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("images", nargs="+", help="image files (JPEG, PNG, WebP, BMP, TIFF, ...)")
     p.add_argument("--checkpoint", help="checkpoint file (default: the shipped model)")
     p.add_argument("--no-detect", action="store_true", help="treat each image as one face crop")
+    p.add_argument("--largest", action="store_true", help="keep only the largest face per image")
+    for f in fields(DetectorConfig):
+        if "help" in f.metadata:
+            p.add_argument(
+                "--" + f.name.replace("_", "-"),
+                type=type(f.default),
+                default=f.default,
+                help=f"{f.metadata['help'].replace('%', '%%')} (default %(default)s)",
+            )
     p.add_argument("--tta-mode", dest="tta", choices=TTA_MODES, help="test-time views")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
 
-    p = sub.add_parser("finalize", help="evaluate a checkpoint and write a copy that carries it")
+    p = sub.add_parser("video", help="track every face through a video: CSV, summary, MP4")
+    p.add_argument("video", help="a video file (MP4, MOV, WebM, AVI, MKV, ...)")
+    p.add_argument("--out", help="output folder (default: <video name>_fer in this folder)")
+    p.add_argument("--every", type=int, default=1, help="analyse every Nth frame (default: all)")
+    p.add_argument(
+        "--checkpoint",
+        help="checkpoint file (default: the shipped model; checkpoints/fer_model_fast.pt is "
+        "about 3x faster)",
+    )
+    p.add_argument(
+        "--smoothing",
+        type=float,
+        default=TrackerConfig.smoothing_s,
+        help="seconds over which a face's probabilities are averaged (0: none; default %(default)s)",
+    )
+    for f in fields(VideoLimits):
+        p.add_argument(
+            "--" + f.name.replace("_", "-"),
+            type=type(f.default),
+            default=f.default,
+            help=f"{f.metadata['help']} (default %(default)s)",
+        )
+    p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+
+    p = sub.add_parser(
+        "finalize",
+        help="calibrate (temperature on --split) and evaluate a checkpoint; write a copy that "
+        "carries both",
+    )
     p.add_argument("--checkpoint", required=True, help="a run's best.pt")
     _add_data(p)
     p.add_argument("--split", default="public_test", choices=SPLIT_CHOICES)
@@ -148,8 +202,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cmd_info(args) -> int:
     from fer_core.data import load_dataset
+    from fer_core.photos import is_photo_set
     from fer_core.report import build_report
 
+    if is_photo_set(args.data):
+        return _photo_info(args)
     report = build_report(load_dataset(args.data))
     out = report.to_dict()
     out["splits"] = out.pop("counts")
@@ -169,6 +226,28 @@ def cmd_info(args) -> int:
     print(f"duplicate groups with conflicting labels: {report.conflicting_duplicate_groups}")
     print(f"blank images: {report.blank_by_split}")
     return 0
+
+
+def _photo_info(args) -> int:
+    from fer_core.labels import CLASSES
+    from fer_core.photos import read_photo_set
+
+    photos = read_photo_set(args.data)
+    counts = dict(zip(CLASSES, photos.class_counts().tolist()))
+    _report_skipped(photos)  # on stderr, in every mode
+    if args.json:
+        out = {"source": photos.source, "kind": "photos", "n_images": len(photos)}
+        print(json.dumps(out | {"counts": counts, "skipped_folders": photos.skipped}))
+        return 0
+    print(f"{photos.source}: {len(photos)} labelled photos")
+    print("  " + ", ".join(f"{c} {n}" for c, n in counts.items()))
+    return 0
+
+
+def _report_skipped(photos) -> None:
+    if photos.skipped:
+        folders = ", ".join(f"{name} ({n})" for name, n in sorted(photos.skipped.items()))
+        print(f"skipped folders that name no class: {folders}", file=sys.stderr)
 
 
 class _ProgressBar(Callback):
@@ -215,6 +294,7 @@ class _ProgressBar(Callback):
 def cmd_train(args) -> int:
     from dataclasses import replace
 
+    from fer_core.augment import with_photo_degradations
     from fer_core.data import load_dataset
     from fer_core.recipes import get_recipe, with_arch, with_overrides
     from fer_core.runs import BEST_FILE, DataSelection, new_run_dir, train_run
@@ -244,6 +324,11 @@ def cmd_train(args) -> int:
         recipe = with_arch(recipe, args.arch)
     if args.class_weighting:
         recipe = replace(recipe, class_weighting=args.class_weighting)
+    if args.photo_augment:
+        config = recipe.config
+        recipe = replace(
+            recipe, config=replace(config, augment=with_photo_degradations(config.augment))
+        )
     options = (
         ("width", args.width),
         ("branches", args.branches),
@@ -288,22 +373,28 @@ def _rewrite_half(path: Path) -> None:
     _resave(ckpt, path, ckpt.metrics, half=True)
 
 
-def _resave(ckpt, path, metrics: dict, half: bool) -> None:
-    """Write a loaded checkpoint again, with new metrics and optionally fp16 weights."""
+def _resave(ckpt, path, metrics: dict, half: bool, calibration: dict | None = None) -> None:
+    """Write a loaded checkpoint again, with new metrics (and calibration), optionally in fp16."""
     from fer_core.checkpoint import save_checkpoint
 
     save_checkpoint(path, ckpt.model, ckpt.arch, ckpt.arch_kwargs, mean=ckpt.mean, std=ckpt.std,
                     classes=ckpt.classes, input_size=ckpt.input_size,
                     train_config=ckpt.train_config, history=ckpt.history, metrics=metrics,
-                    extra=ckpt.extra, half=half)  # fmt: skip
+                    extra=ckpt.extra, half=half,
+                    calibration=ckpt.calibration if calibration is None else calibration)  # fmt: skip
 
 
 def cmd_evaluate(args) -> int:
     from fer_core.checkpoint import load_checkpoint
     from fer_core.data import load_dataset
     from fer_core.evaluate import evaluate_checkpoint
+    from fer_core.photos import is_photo_set
     from fer_core.predict import DEFAULT_TTA
 
+    if is_photo_set(args.data):
+        return _evaluate_photos(args)
+    if args.no_detect:
+        raise FerError("--no-detect applies to photo sets (<emotion>/<image> folders or zips)")
     ckpt = load_checkpoint(args.checkpoint)
     data = load_dataset(args.data)
     if not data.split_mask(args.split).any():
@@ -313,13 +404,44 @@ def cmd_evaluate(args) -> int:
     result, _ = evaluate_checkpoint(
         ckpt, data, args.split, tta=args.tta or DEFAULT_TTA, device=args.device
     )
+    return _print_result(args, result, f"{ckpt.name} on {args.split}")
+
+
+def _evaluate_photos(args) -> int:
+    from fer_core.evaluate import evaluate_photos
+    from fer_core.photos import read_photo_set
+    from fer_core.predict import Predictor
+
+    photos = read_photo_set(args.data)
+    _report_skipped(photos)
+    predictor = Predictor.from_checkpoint(args.checkpoint, tta=args.tta)
+    bar = None
+    if not args.json and sys.stderr.isatty():
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(photos), unit="photo", leave=False)
+    result, _, _ = evaluate_photos(
+        predictor, photos, detect=not args.no_detect, progress=bar and (lambda d, t: bar.update())
+    )
+    if bar is not None:
+        bar.close()
+    name = Path(photos.source).name
+    code = _print_result(args, result, f"{predictor.ckpt.name} on {name}")
+    if not args.json and not args.markdown:
+        print(
+            f"faces found in {result.faces_found} of {result.n} photos (the others count as wrong)"
+        )
+    return code
+
+
+def _print_result(args, result, title: str) -> int:
     if args.json:
         print(result.to_json(max_mistakes=args.max_mistakes))
         return 0
     if args.markdown:
         print(markdown_report(result))
         return 0
-    print(f"{ckpt.name} on {args.split} ({result.n} images, TTA {result.tta})")
+    print(f"{title} ({result.n} images, TTA {result.tta})")
     print(f"accuracy {result.accuracy:.4f}   macro-F1 {result.macro_f1:.4f}")
     print(f"{'class':<10}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>10}")
     for c, m in result.per_class.items():
@@ -330,6 +452,12 @@ def cmd_evaluate(args) -> int:
     print(" " * 10 + "".join(f"{c[:7]:>8}" for c in result.classes))
     for c, row in zip(result.classes, result.confusion_matrix):
         print(f"{c:<10}" + "".join(f"{v:>8}" for v in row))
+    cal = result.calibration
+    if cal:
+        print(
+            f"expected calibration error {cal['ece_before']:.4f} uncalibrated, "
+            f"{cal['ece_after']:.4f} with temperature {cal['temperature']:.3f}"
+        )
     return 0
 
 
@@ -359,13 +487,17 @@ def markdown_report(result) -> str:
 
 
 def cmd_predict(args) -> int:
+    from fer_core.faces import FaceDetector
     from fer_core.predict import Predictor
 
+    detector = FaceDetector(min_face=args.min_face, max_tilt=args.max_tilt)  # bad values fail first
     predictor = Predictor.from_checkpoint(args.checkpoint, tta=args.tta)
     failed = 0
     for image in args.images:
         try:
-            faces = predictor.predict_path(image, detect=not args.no_detect)
+            faces = predictor.predict_path(
+                image, detect=not args.no_detect, detector=detector, largest=args.largest
+            )
             record = {"image": image, "faces": [f.to_dict() for f in faces]}
         except FerError as exc:
             failed += 1
@@ -383,26 +515,86 @@ def cmd_predict(args) -> int:
             for i, face in enumerate(record["faces"]):
                 top = sorted(face["probs"].items(), key=lambda kv: -kv[1])[:3]
                 probs = ", ".join(f"{c} {p:.2f}" for c, p in top)
-                print(f"{image}: face {i + 1} at {face['box']}: {face['label']} ({probs})")
+                label = (
+                    f"uncertain, {top[0][0]} or {top[1][0]}" if face["uncertain"] else face["label"]
+                )
+                turned = f" turned {face['angle']:g}°" if face["angle"] else ""
+                print(f"{image}: face {i + 1} at {face['box']}{turned}: {label} ({probs})")
     return 1 if failed == len(args.images) else 0
 
 
+def cmd_video(args) -> int:
+    from dataclasses import fields
+
+    from tqdm import tqdm
+
+    from fer_core.track import TrackerConfig
+    from fer_core.video import VideoLimits, VideoOptions, analyse_video, probe, video_predictor
+
+    if args.every < 1:
+        raise FerError("--every must be 1 or more")
+    limits = VideoLimits(**{f.name: getattr(args, f.name) for f in fields(VideoLimits)})
+    tracker = TrackerConfig(smoothing_s=max(0.0, args.smoothing))
+    options = VideoOptions(every=args.every, tracker=tracker, limits=limits)
+    info = probe(args.video, limits)  # a bad file fails before the model loads
+    predictor = video_predictor(args.checkpoint)
+    out = Path(args.out or f"{Path(args.video).stem}_fer")
+    # disable=None: a bar on a terminal only, none in pipes and logs
+    with tqdm(
+        total=info.expected_frames or None, unit="frame", file=sys.stderr, disable=None
+    ) as bar:
+        summary = analyse_video(
+            args.video, out, predictor, options, on_progress=lambda p: bar.update(p.decoded - bar.n)
+        )
+    if args.json:
+        print(json.dumps(summary))
+        return 0
+    print(video_report(summary, out))
+    return 0
+
+
+def video_report(summary: dict, out: Path) -> str:
+    """The summary of `analyse_video` as a few lines for people."""
+    v = summary["video"]
+    lines = [
+        f"{v['file']}: {v['width']}x{v['height']}, {v['fps']:g} fps, {v['duration_s']:.1f} s; "
+        f"{v['frames_processed']} of {v['frames']} frames analysed in {summary['analysis_s']} s"
+    ]
+    for face in summary["faces"]:
+        top = sorted(face["share"].items(), key=lambda kv: -kv[1])[:3]
+        shares = ", ".join(f"{share:.0%} {c}" for c, share in top if share > 0)
+        lines.append(
+            f"face {face['face_id']}: {face['first_s']:.2f}-{face['last_s']:.2f} s, "
+            f"{face['frames_seen']} frames, mostly {face['dominant']} ({shares})"
+        )
+    if not summary["faces"]:
+        lines.append("no face found")
+    names = ", ".join(str(out / n) for n in ("faces.csv", "summary.json", "annotated.mp4"))
+    return "\n".join([*lines, f"wrote {names}"])
+
+
 def cmd_finalize(args) -> int:
-    """Evaluate with the default settings and store that evaluation inside a copy of the file,
-    so the app can show a model's numbers without the dataset (no number is ever typed in)."""
+    """Fit the calibration temperature and store it, then evaluate with the default settings and
+    store that evaluation inside a copy of the file, so the app can show a model's numbers
+    without the dataset (no number is ever typed in)."""
     from fer_core.checkpoint import load_checkpoint
     from fer_core.data import load_dataset
-    from fer_core.evaluate import evaluate_checkpoint
+    from fer_core.evaluate import evaluate_checkpoint, fit_calibration
     from fer_core.predict import DEFAULT_TTA
 
+    data = load_dataset(args.data)
     source = load_checkpoint(args.checkpoint)
     _resave(source, args.out, source.metrics, half=args.half)
-    shipped = load_checkpoint(args.out)  # evaluate exactly the weights that were written
-    result, _ = evaluate_checkpoint(shipped, load_dataset(args.data), args.split, tta=DEFAULT_TTA)
+    written = load_checkpoint(args.out)  # calibrate and evaluate exactly the weights written
+    calibration = fit_calibration(written, data, args.split, tta=DEFAULT_TTA)
+    _resave(written, args.out, source.metrics, half=args.half, calibration=calibration)
+    shipped = load_checkpoint(args.out)
+    result, _ = evaluate_checkpoint(shipped, data, args.split, tta=DEFAULT_TTA)
     record = result.to_dict(max_mistakes=0)
     record.pop("misclassified")
     record["checkpoint"] = Path(args.out).name
-    _resave(shipped, args.out, {**source.metrics, args.split: record}, half=args.half)
+    metrics = {**source.metrics, args.split: record}
+    _resave(shipped, args.out, metrics, half=args.half, calibration=calibration)
     print(json.dumps(record))
     return 0
 
@@ -427,6 +619,7 @@ COMMANDS = {
     "train": cmd_train,
     "evaluate": cmd_evaluate,
     "predict": cmd_predict,
+    "video": cmd_video,
     "finalize": cmd_finalize,
     "export": cmd_export,
     "download": cmd_download,

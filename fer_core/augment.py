@@ -9,7 +9,7 @@ Inputs are float images in [0, 1], shape (B, 1, H, W).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -28,6 +28,14 @@ class AugmentConfig:
     noise: float = 0.0  # Gaussian noise standard deviation
     erasing: float = 0.0  # probability of random erasing
     erasing_area: tuple[float, float] = (0.02, 0.25)
+    # The gap between FER2013's web thumbnails and camera photos (each a probability per image):
+    gamma: float = 0.0  # gamma exp(u), u uniform in [-g, g] (exposure, camera response curves)
+    blur: float = 0.0  # Gaussian blur (focus, motion, a face found small in a large photo)
+    blur_sigma: tuple[float, float] = (0.3, 1.2)  # pixels of the 48x48 input
+    resample: float = 0.0  # down- then up-sampling (a face of few pixels in the photo)
+    resample_size: tuple[int, int] = (16, 40)  # the low resolution's side, one draw per batch
+    jpeg: float = 0.0  # JPEG-style 8x8 block DCT quantisation
+    jpeg_quality: tuple[float, float] = (20.0, 80.0)
 
     @staticmethod
     def none() -> AugmentConfig:
@@ -48,6 +56,11 @@ class AugmentConfig:
             noise=0.0,
             erasing=0.5,
         )
+
+
+def with_photo_degradations(cfg: AugmentConfig) -> AugmentConfig:
+    """`cfg` plus the camera-photo degradations: gamma, blur, down-up sampling, JPEG."""
+    return replace(cfg, gamma=0.4, blur=0.25, resample=0.25, jpeg=0.3)
 
 
 def _uniform(n: int, low: float, high: float, g: torch.Generator, device) -> torch.Tensor:
@@ -105,6 +118,7 @@ def augment_batch(x: torch.Tensor, cfg: AugmentConfig, g: torch.Generator) -> to
         theta = _affine_theta(cfg, n, g, device).to(x.dtype)
         grid = F.affine_grid(theta, list(x.shape), align_corners=False)
         x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    x = photo_degrade(x, cfg, g)
     if cfg.contrast > 0:
         c = _uniform(n, 1 - cfg.contrast, 1 + cfg.contrast, g, device).view(n, 1, 1, 1)
         mean = x.mean(dim=(1, 2, 3), keepdim=True)
@@ -117,6 +131,73 @@ def augment_batch(x: torch.Tensor, cfg: AugmentConfig, g: torch.Generator) -> to
     if cfg.erasing > 0:
         x = random_erasing(x, cfg.erasing, cfg.erasing_area, g)
     return x
+
+
+def photo_degrade(x: torch.Tensor, cfg: AugmentConfig, g: torch.Generator) -> torch.Tensor:
+    """The camera-photo degradations of `cfg` that are switched on, each on a random subset."""
+    n, device = x.shape[0], x.device
+
+    def chosen(p: float) -> torch.Tensor:  # (B, 1, 1, 1) bool
+        return (torch.rand(n, generator=g, device=device) < p).view(n, 1, 1, 1)
+
+    if cfg.gamma > 0:
+        gamma = torch.exp(_uniform(n, -cfg.gamma, cfg.gamma, g, device)).view(n, 1, 1, 1)
+        x = x.clamp(0.0, 1.0).pow(gamma.to(x.dtype))
+    if cfg.blur > 0:
+        sigma = _uniform(n, cfg.blur_sigma[0], cfg.blur_sigma[1], g, device)
+        x = torch.where(chosen(cfg.blur), gaussian_blur(x, sigma), x)
+    if cfg.resample > 0:
+        low = int(torch.randint(*cfg.resample_size, (1,), generator=g, device=device).item())
+        h, w = x.shape[-2:]
+        small = F.interpolate(x, size=(low, low), mode="area")
+        x = torch.where(chosen(cfg.resample), F.interpolate(small, size=(h, w), mode="bilinear"), x)
+    if cfg.jpeg > 0:
+        quality = _uniform(n, cfg.jpeg_quality[0], cfg.jpeg_quality[1], g, device)
+        x = torch.where(chosen(cfg.jpeg), jpeg_quantise(x, quality), x)
+    return x
+
+
+def gaussian_blur(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """Blur each image of (B, 1, H, W) with its own Gaussian sigma (B,), as one grouped conv."""
+    n = x.shape[0]
+    radius = max(1, math.ceil(3 * float(sigma.max())))
+    t = torch.arange(-radius, radius + 1, device=x.device, dtype=x.dtype)
+    kernel = torch.exp(-0.5 * (t[None, :] / sigma[:, None].to(x.dtype)) ** 2)  # (B, k)
+    kernel = kernel / kernel.sum(1, keepdim=True)
+    flat = F.pad(x.reshape(1, n, *x.shape[-2:]), (radius,) * 4, mode="replicate")
+    flat = F.conv2d(flat, kernel.view(n, 1, 1, -1), groups=n)
+    flat = F.conv2d(flat, kernel.view(n, 1, -1, 1), groups=n)
+    return flat.reshape(x.shape)
+
+
+_JPEG_LUMA = (
+    (16, 11, 10, 16, 24, 40, 51, 61), (12, 12, 14, 19, 26, 58, 60, 55),
+    (14, 13, 16, 24, 40, 57, 69, 56), (14, 17, 22, 29, 51, 87, 80, 62),
+    (18, 22, 37, 56, 68, 109, 103, 77), (24, 35, 55, 64, 81, 104, 113, 92),
+    (49, 64, 78, 87, 103, 121, 120, 101), (72, 92, 95, 98, 112, 100, 103, 99),
+)  # fmt: skip  # the JPEG standard's luminance table (Annex K)
+
+
+def _dct_matrix(size: int, device, dtype) -> torch.Tensor:
+    k = torch.arange(size, device=device, dtype=torch.float64)
+    m = torch.cos(math.pi * (2 * k[None, :] + 1) * k[:, None] / (2 * size)) * math.sqrt(2 / size)
+    m[0] /= math.sqrt(2)
+    return m.to(dtype)  # orthonormal DCT-II: rows are basis vectors
+
+
+def jpeg_quantise(x: torch.Tensor, quality: torch.Tensor) -> torch.Tensor:
+    """JPEG's lossy step on (B, 1, H, W) in [0, 1] (H, W multiples of 8): each 8x8 block's DCT
+    coefficients rounded to the luminance table scaled for `quality` (B,) in 1..100."""
+    n, _, h, w = x.shape
+    d = _dct_matrix(8, x.device, x.dtype)
+    table = torch.tensor(_JPEG_LUMA, device=x.device, dtype=x.dtype)
+    q = quality.to(x.dtype).clamp(1, 100)
+    scale = torch.where(q < 50, 50 / q, 2 - q / 50).view(n, 1, 1, 1, 1)  # libjpeg's rule
+    step = (table * scale).clamp(min=1) / 255.0  # (B, 1, 1, 8, 8) in [0, 1] units
+    blocks = x.reshape(n, h // 8, 8, w // 8, 8).permute(0, 1, 3, 2, 4)  # (B, H/8, W/8, 8, 8)
+    coeff = d @ (blocks - 0.5) @ d.T
+    blocks = d.T @ (torch.round(coeff / step) * step) @ d + 0.5
+    return blocks.permute(0, 1, 3, 2, 4).reshape(n, 1, h, w).clamp(0.0, 1.0)
 
 
 def random_erasing(

@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from fer_core.calibration import MAX_TEMPERATURE, MIN_TEMPERATURE
 from fer_core.checkpoint_info import (  # re-exported: where the shipped models live
     CHECKPOINT_DIR,  # noqa: F401
     DEFAULT_CHECKPOINT,
@@ -44,6 +45,7 @@ _TYPES = {
     "history": list,
     "metrics": dict,
     "extra": dict,
+    "calibration": dict,
 }
 
 
@@ -62,7 +64,14 @@ class Checkpoint:
     history: list[dict] = field(default_factory=list)
     metrics: dict = field(default_factory=dict)
     extra: dict = field(default_factory=dict)
+    # {"temperature": T, "split": ..., "tta": ..., "ece_before": ..., "ece_after": ...}
+    calibration: dict = field(default_factory=dict)
     path: Path | None = None
+
+    @property
+    def temperature(self) -> float:
+        """Temperature for calibrated probabilities (1.0: not calibrated)."""
+        return float(self.calibration.get("temperature", 1.0))
 
     @property
     def num_parameters(self) -> int:
@@ -87,6 +96,7 @@ def save_checkpoint(
     history: list[dict] | None = None,
     metrics: dict | None = None,
     extra: dict | None = None,
+    calibration: dict | None = None,
     half: bool = False,
 ) -> Path:
     """Write a checkpoint atomically. half=True stores float weights as fp16 (half the size)."""
@@ -109,6 +119,7 @@ def save_checkpoint(
         "history": history or [],
         "metrics": metrics or {},
         "extra": extra or {},
+        "calibration": calibration or {},
     }
     return atomic_torch_save(payload, path)
 
@@ -228,6 +239,7 @@ def load_checkpoint(path: str | os.PathLike | None = None, device: str = "cpu") 
         history=list(raw.get("history", [])),
         metrics=dict(raw.get("metrics", {})),
         extra=dict(raw.get("extra", {})),
+        calibration=dict(raw.get("calibration", {})),
         path=path,
     )
 
@@ -239,6 +251,13 @@ def _malformed(raw: dict) -> str | None:
             return f"{key} has type {type(raw[key]).__name__}"
     if not raw["classes"] or not all(isinstance(c, str) for c in raw["classes"]):
         return "classes must be a non-empty list of names"
+    temperature = raw.get("calibration", {}).get("temperature", 1.0)
+    if (
+        isinstance(temperature, bool)
+        or not isinstance(temperature, (int, float))
+        or not MIN_TEMPERATURE <= temperature <= MAX_TEMPERATURE
+    ):
+        return f"calibration temperature {temperature!r} is not a number in 0.05..20"
     return None
 
 

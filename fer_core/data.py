@@ -572,19 +572,29 @@ def _write_cache(cache_file: Path, data: FerData) -> None:
 
 
 def stratified_split(
-    labels: np.ndarray, fraction: float, seed: int = 0
+    labels: np.ndarray, fraction: float, seed: int = 0, n_held: int | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Split indices into (keep, held_out) with `fraction` of each class held out, seed-stable."""
+    """Split indices into (keep, held_out) with `fraction` of each class held out, seed-stable.
+
+    With n_held, exactly that many are held out: each class's share is rounded so that the
+    shares add up (largest remainder), where rounding each class alone may miss by a few."""
     if not 0.0 < fraction < 1.0:
         raise ValueError("fraction must be in (0, 1)")
+    sizes = np.bincount(labels, minlength=NUM_CLASSES)[:NUM_CLASSES]
+    quota = sizes * fraction
+    if n_held is None:
+        per_class = [round(q) for q in quota]
+    else:
+        per_class = np.floor(quota).astype(int)
+        short = int(n_held) - int(per_class.sum())
+        per_class[np.argsort(-(quota - per_class), kind="stable")[: max(short, 0)]] += 1
     rng = np.random.default_rng(seed)
     keep, held = [], []
     for cls in range(NUM_CLASSES):
         index = np.flatnonzero(labels == cls)
         rng.shuffle(index)
-        n_held = round(len(index) * fraction)
-        held.append(index[:n_held])
-        keep.append(index[n_held:])
+        held.append(index[: per_class[cls]])
+        keep.append(index[per_class[cls] :])
     return np.sort(np.concatenate(keep)), np.sort(np.concatenate(held))
 
 

@@ -19,23 +19,37 @@ COLORS: dict[str, tuple[int, int, int]] = {
 
 
 def annotate(
-    image: np.ndarray, faces: list[FacePrediction], fps: float | None = None
+    image: np.ndarray,
+    faces: list[FacePrediction],
+    fps: float | None = None,
+    tags: list[str] | None = None,
 ) -> np.ndarray:
-    """A copy of an RGB (or gray) image with each face boxed and labelled."""
+    """A copy of an RGB (or gray) image with each face boxed and labelled; `tags` (one per face,
+    e.g. a face id) go before the labels."""
     import cv2
 
     out = image.copy() if image.ndim == 3 else np.repeat(image[..., None], 3, axis=2)
     h, w = out.shape[:2]
     thick = max(1, round(min(h, w) / 240))
     scale = max(0.4, min(h, w) / 800)
-    for face in faces:
+    for i, face in enumerate(faces):
         color = COLORS.get(face.label, (255, 255, 255))
         if face.box is None:
             x, y, bw, bh = 0, 0, w - 1, h - 1
         else:
             x, y, bw, bh = face.box.as_list()
-        cv2.rectangle(out, (x, y), (x + bw, y + bh), color, thick + 1)
-        text = f"{face.label} {face.confidence:.0%}"
+        if face.box is not None and face.box.angle:
+            # a face found turned: its box at its real angle, the label above its upright bounds
+            corners = face.box.corners()
+            cv2.polylines(out, [np.round(corners).astype(np.int32)], True, color, thick + 1)
+            x, y = (round(float(v)) for v in corners.min(0))
+            bw, bh = (round(float(v)) - o for v, o in zip(corners.max(0), (x, y)))
+        else:
+            cv2.rectangle(out, (x, y), (x + bw, y + bh), color, thick + 1)
+        # "?" marks an uncertain face (a low top probability or a close runner-up)
+        text = f"{face.label}{'?' if face.uncertain else ''} {face.confidence:.0%}"
+        if tags is not None:
+            text = f"{tags[i]} {text}"
         (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
         ty = y - 4 if y - th - base - 4 >= 0 else min(h - 1, y + bh + th + base + 4)
         cv2.rectangle(out, (x, ty - th - base - 2), (x + tw + 6, ty + 2), color, -1)

@@ -15,3 +15,7 @@ class ImageError(FerError):
 
 class CheckpointError(FerError):
     """A checkpoint that is missing, corrupt, unsafe or from an unknown format."""
+
+
+class VideoError(FerError):
+    """A video that cannot be decoded, or is too large or too long to analyse."""

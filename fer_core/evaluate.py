@@ -18,6 +18,7 @@ class Mistake:
     pred: str
     confidence: float  # probability of the predicted class
     probs: dict[str, float]
+    name: str = ""  # file name, for photo sets
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,11 @@ class EvalResult:
     split: str = ""
     tta: str = "none"
     checkpoint: str = ""
+    faces_found: int | None = None  # photo sets: photos in which a face was found
+    no_face: list[str] = field(default_factory=list)  # photo sets: those without (count as wrong)
+    # temperature, ece_before / ece_after (uncalibrated / calibrated probabilities) and the
+    # reliability diagram of each: {"confidence": [...], "accuracy": [...], "count": [...]}
+    calibration: dict = field(default_factory=dict)
 
     def to_dict(self, max_mistakes: int | None = 100) -> dict:
         out = asdict(self)
@@ -58,16 +64,23 @@ def compute_metrics(
     probs: np.ndarray,
     classes: tuple[str, ...] | list[str] = CLASSES,
     rows: np.ndarray | None = None,
+    found: np.ndarray | None = None,
+    names: list[str] | tuple[str, ...] | None = None,
     **meta,
 ) -> EvalResult:
-    """Metrics from true labels (N,) and predicted probabilities (N, K)."""
+    """Metrics from true labels (N,) and predicted probabilities (N, K).
+
+    `found` (N,) bool marks the images that had a prediction at all (a photo where a face was
+    found): the others count as wrong for accuracy and recall, and sit in no predicted column.
+    """
     y_true = np.asarray(y_true, dtype=np.int64)
     probs = np.asarray(probs, dtype=np.float64)
     k = len(classes)
+    found = np.ones(len(y_true), bool) if found is None else np.asarray(found, bool)
     y_pred = probs.argmax(1) if len(probs) else np.zeros(0, dtype=np.int64)
-    cm = confusion_matrix(y_true, y_pred, k)
+    cm = confusion_matrix(y_true[found], y_pred[found], k)
     tp = np.diag(cm).astype(np.float64)
-    support = cm.sum(1)
+    support = np.bincount(y_true, minlength=k)
     predicted = cm.sum(0)
     precision = np.divide(tp, predicted, out=np.zeros(k), where=predicted > 0)
     recall = np.divide(tp, support, out=np.zeros(k), where=support > 0)
@@ -76,22 +89,8 @@ def compute_metrics(
     )
     present = (support + predicted) > 0
     normalized = np.divide(cm, support[:, None], out=np.zeros((k, k)), where=support[:, None] > 0)
-
-    wrong = np.flatnonzero(y_pred != y_true)
-    confidence = probs[wrong, y_pred[wrong]] if len(wrong) else np.zeros(0)
-    order = wrong[np.argsort(-confidence, kind="stable")]
     rows = np.full(len(y_true), -1) if rows is None else np.asarray(rows)
-    mistakes = [
-        Mistake(
-            index=int(i),
-            row=int(rows[i]),
-            true=classes[y_true[i]],
-            pred=classes[y_pred[i]],
-            confidence=round(float(probs[i, y_pred[i]]), 6),
-            probs={c: round(float(p), 6) for c, p in zip(classes, probs[i])},
-        )
-        for i in order
-    ]
+    names = [""] * len(y_true) if names is None else list(names)
     n = len(y_true)
     return EvalResult(
         n=n,
@@ -109,23 +108,44 @@ def compute_metrics(
         confusion_matrix=cm.tolist(),
         confusion_matrix_normalized=np.round(normalized, 6).tolist(),
         classes=list(classes),
-        misclassified=mistakes,
+        misclassified=_mistakes(y_true, y_pred, probs, found, classes, rows, names),
         **meta,
     )
+
+
+def _mistakes(y_true, y_pred, probs, found, classes, rows, names) -> list[Mistake]:
+    """Wrong predictions, most confident first (images without a prediction are not listed)."""
+    wrong = np.flatnonzero((y_pred != y_true) & found)
+    confidence = probs[wrong, y_pred[wrong]] if len(wrong) else np.zeros(0)
+    order = wrong[np.argsort(-confidence, kind="stable")]
+    return [
+        Mistake(
+            index=int(i),
+            row=int(rows[i]),
+            true=classes[y_true[i]],
+            pred=classes[y_pred[i]],
+            confidence=round(float(probs[i, y_pred[i]]), 6),
+            probs={c: round(float(p), 6) for c, p in zip(classes, probs[i])},
+            name=names[i],
+        )
+        for i in order
+    ]
 
 
 def evaluate_checkpoint(
     ckpt, data, split: str, tta: str = "flip", batch_size: int = 512, device: str | None = None
 ) -> tuple[EvalResult, np.ndarray]:
-    """Evaluate a loaded `Checkpoint` on one split of a `FerData`. Returns (result, probs)."""
+    """Evaluate a loaded `Checkpoint` on one split of a `FerData`. Returns (result, probs), the
+    probabilities calibrated with the checkpoint's temperature."""
     from fer_core.inference import predict_proba, resolve_device
 
     subset = data.split(split)
     if device is not None:
         ckpt.model.to(resolve_device(device))
-    probs = predict_proba(
+    raw = predict_proba(
         ckpt.model, subset.images, ckpt.mean, ckpt.std, tta=tta, batch_size=batch_size
     )
+    probs, calibration = calibrate(raw, subset.labels, ckpt.temperature)
     result = compute_metrics(
         subset.labels,
         probs,
@@ -134,5 +154,82 @@ def evaluate_checkpoint(
         split=split,
         tta=tta,
         checkpoint=str(ckpt.path or ""),
+        calibration=calibration,
     )
     return result, probs
+
+
+def fit_calibration(ckpt, data, split: str, tta: str = "flip") -> dict:
+    """Fit the temperature of a loaded checkpoint on one split; returns its calibration record
+    (temperature, split, tta, ECE before and after) for `save_checkpoint(calibration=...)`."""
+    from fer_core.calibration import fit_temperature
+    from fer_core.inference import predict_proba
+
+    subset = data.split(split)
+    raw = predict_proba(ckpt.model, subset.images, ckpt.mean, ckpt.std, tta=tta)
+    temperature = fit_temperature(np.log(np.clip(raw, 1e-12, None)), subset.labels)
+    _, record = calibrate(raw, subset.labels, temperature)
+    keep = ("temperature", "ece_before", "ece_after")
+    return {k: record[k] for k in keep} | {"split": split, "tta": tta, "n": len(subset)}
+
+
+def calibrate(raw: np.ndarray, labels: np.ndarray, temperature: float) -> tuple[np.ndarray, dict]:
+    """Calibrated probabilities for uncalibrated (N, K) `raw`, and the calibration record: ECE
+    and reliability diagram before and after."""
+    import torch
+
+    from fer_core.calibration import apply_temperature, reliability
+
+    logp = torch.from_numpy(np.log(np.clip(raw, 1e-12, None)))
+    probs = apply_temperature(logp, temperature).exp().numpy().astype(np.float32)
+    before, after = reliability(raw, labels), reliability(probs, labels)
+    record = {"temperature": round(temperature, 4), "ece_before": round(before.ece, 6)}
+    record |= {"ece_after": round(after.ece, 6)}
+    for name, rel in (("reliability_before", before), ("reliability_after", after)):
+        record[name] = {
+            "confidence": [round(c, 4) for c in rel.confidence],
+            "accuracy": [round(a, 4) for a in rel.accuracy],
+            "count": rel.count,
+        }
+    return probs, record
+
+
+def evaluate_photos(
+    predictor, photos, detect: bool = True, tta: str | None = None, progress=None
+) -> tuple[EvalResult, np.ndarray, np.ndarray]:
+    """Evaluate a `Predictor` on a `PhotoSet` with the photo pipeline: the largest detected face
+    of each photo (or the whole photo as the face with detect=False) is cropped and classified.
+
+    Returns (result, probs (N, K), crops (N, 48, 48) uint8; zeros where no face was found).
+    `progress(done, total)` is called after each photo. Photos that cannot be decoded or hold no
+    face count as wrong and are listed in `result.no_face`.
+    """
+    n, k = len(photos), len(predictor.classes)
+    crops = np.zeros((n, 48, 48), np.uint8)
+    found = np.zeros(n, bool)
+    for i, image, _error in photos.images():
+        if image is not None:
+            _boxes, faces = predictor.faces_in(image, detect)
+            if len(faces):
+                crops[i], found[i] = faces[0], True  # the largest face
+        if progress is not None:
+            progress(i + 1, n)
+    probs = np.zeros((n, k), np.float32)
+    calibration: dict = {}
+    if found.any():
+        raw = predictor.probabilities(crops[found], tta, calibrated=False)
+        probs[found], calibration = calibrate(raw, photos.labels[found], predictor.ckpt.temperature)
+    result = compute_metrics(
+        photos.labels,
+        probs,
+        predictor.classes,
+        found=found,
+        names=photos.names,
+        split="photos",
+        tta=tta or predictor.tta,
+        checkpoint=str(predictor.ckpt.path or ""),
+        faces_found=int(found.sum()),
+        no_face=[photos.names[i] for i in np.flatnonzero(~found)],
+        calibration=calibration,
+    )
+    return result, probs, crops

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from fer_core.augment import tta_views
+from fer_core.calibration import apply_temperature
 
 
 def to_input(images_uint8: torch.Tensor, mean: float, std: float) -> torch.Tensor:
@@ -47,11 +48,12 @@ def predict_logits(
     tta: str = "none",
     batch_size: int = 512,
     amp: bool = True,
+    temperature: float = 1.0,
 ) -> torch.Tensor:
     """Mean logits over test-time views for (N, H, W) uint8 faces; returns (N, K) float32 on CPU.
 
     Views are averaged in probability space and returned as log-probabilities, so softmax of the
-    result is the averaged probability.
+    result is the averaged probability; `temperature` then calibrates them (`calibration.py`).
     """
     device = next(model.parameters()).device
     if device.type == "cpu":
@@ -75,7 +77,7 @@ def predict_logits(
     model.train(was_training)
     if not out:
         return torch.empty(0, 0)
-    return torch.cat(out)
+    return apply_temperature(torch.cat(out), temperature)
 
 
 def predict_proba(
@@ -86,7 +88,8 @@ def predict_proba(
     tta: str = "none",
     batch_size: int = 512,
     amp: bool = True,
+    temperature: float = 1.0,
 ) -> np.ndarray:
     """(N, H, W) uint8 faces -> (N, K) probabilities as a float32 numpy array."""
-    logp = predict_logits(model, images, mean, std, tta, batch_size, amp)
+    logp = predict_logits(model, images, mean, std, tta, batch_size, amp, temperature)
     return logp.exp().numpy().astype(np.float32)

@@ -26,6 +26,7 @@ _FOLDER_ALIASES: dict[str, str] = {
     "happiness": "happy",
     "sadness": "sad",
     "surprised": "surprise",
+    "neutrality": "neutral",
 }
 
 # FER+ vote columns (fer2013new.csv) that correspond to our classes; contempt, unknown and NF do not.

@@ -382,14 +382,14 @@ class ArchSpec:
 
 
 ARCHITECTURES: dict[str, ArchSpec] = {
-    "small": ArchSpec(small_cnn, "Small fast CNN for CPU training (~0.3M params)"),
-    "fer_resnet": ArchSpec(fer_resnet, "Our ResNet-18-style network for 48x48 faces (~11M params)"),
+    "small": ArchSpec(small_cnn, "Small fast CNN for CPU training"),
+    "fer_resnet": ArchSpec(fer_resnet, "Our ResNet-18-style network for 48x48 faces"),
     "fer_resnet_slim": ArchSpec(
         fer_resnet,
-        "Our ResNet at half width, for the webcam (~2.8M params)",
+        "Our ResNet at half width, for the webcam",
         defaults={"width": 32},
     ),
-    "fer_vgg": ArchSpec(fer_vgg, "VGG-style network after Khaireddin & Chen 2021 (~5M params)"),
+    "fer_vgg": ArchSpec(fer_vgg, "VGG-style network after Khaireddin & Chen 2021"),
     "seed_cnn4_fc512": ArchSpec(seed_cnn4_fc512, "Seed 000: 4 conv blocks, FC 512", "000"),
     "seed_cnn3_colab": ArchSpec(seed_cnn3_colab, "Seed 001: 3 conv blocks, FC 256", "001"),
     "seed_vgg6_unpadded": ArchSpec(seed_vgg6_unpadded, "Seed 002: 6 unpadded convs", "002"),
@@ -415,3 +415,10 @@ def build_model(arch: str, **kwargs) -> FerNet:
 
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+def parameter_count(arch: str, **kwargs) -> int:
+    """How many parameters `build_model(arch, **kwargs)` has, without allocating its weights
+    (built on torch's meta device: a few milliseconds even for the largest network)."""
+    with torch.device("meta"):
+        return count_parameters(build_model(arch, **kwargs))

@@ -18,6 +18,10 @@ from fer_core.faces import Box, FaceDetector, crop_face, load_image, to_gray
 from fer_core.inference import predict_proba
 
 DEFAULT_TTA = "flip"  # photo prediction and evaluation; the webcam uses "none" for speed
+# A face is called uncertain when its calibrated top probability is below UNCERTAIN_BELOW, or the
+# runner-up is within UNCERTAIN_GAP of it: the UI and the CLI then name both classes.
+UNCERTAIN_BELOW = 0.5
+UNCERTAIN_GAP = 0.15
 
 
 @dataclass(frozen=True)
@@ -31,10 +35,22 @@ class FacePrediction:
     def confidence(self) -> float:
         return self.probs[self.label]
 
+    @property
+    def runner_up(self) -> str:
+        return sorted(self.probs, key=self.probs.get)[-2]
+
+    @property
+    def uncertain(self) -> bool:
+        """A low top probability, or two classes close together."""
+        gap = self.confidence - self.probs[self.runner_up]
+        return self.confidence < UNCERTAIN_BELOW or gap < UNCERTAIN_GAP
+
     def to_dict(self) -> dict:
         return {
             "box": self.box.as_list() if self.box else None,
+            "angle": round(self.box.angle, 1) if self.box else None,  # degrees, counter-clockwise
             "label": self.label,
+            "uncertain": self.uncertain,
             "probs": {k: round(v, 6) for k, v in self.probs.items()},
         }
 
@@ -61,8 +77,11 @@ class Predictor:
     ) -> Predictor:
         return cls(load_checkpoint(path, device=device), tta=tta)
 
-    def probabilities(self, faces: np.ndarray, tta: str | None = None) -> np.ndarray:
-        """(N, 48, 48) uint8 crops -> (N, 7) probabilities."""
+    def probabilities(
+        self, faces: np.ndarray, tta: str | None = None, calibrated: bool = True
+    ) -> np.ndarray:
+        """(N, 48, 48) uint8 crops -> (N, 7) probabilities, calibrated with the checkpoint's
+        temperature unless calibrated=False."""
         if len(faces) == 0:
             return np.zeros((0, len(self.classes)), dtype=np.float32)
         with self._lock, torch.inference_mode():
@@ -73,14 +92,22 @@ class Predictor:
                 self.ckpt.std,
                 tta=tta or self.tta,
                 batch_size=64,
+                temperature=self.ckpt.temperature if calibrated else 1.0,
             )
 
     def faces_in(
-        self, image: np.ndarray, detect: bool = True
+        self,
+        image: np.ndarray,
+        detect: bool = True,
+        detector: FaceDetector | None = None,
+        largest: bool = False,
     ) -> tuple[list[Box | None], np.ndarray]:
-        """Boxes and (N, 48, 48) crops of the faces in an RGB or gray image."""
+        """Boxes and (N, 48, 48) crops of the faces in an RGB or gray image, largest first;
+        `detector` replaces the predictor's own for this call, `largest` keeps one face."""
         gray = to_gray(image)
-        boxes: list[Box | None] = list(self.detector.detect(gray)) if detect else [None]
+        boxes: list[Box | None] = [None]
+        if detect:
+            boxes = list((detector or self.detector).detect(gray))[: 1 if largest else None]
         crops = (
             np.stack([crop_face(gray, b) for b in boxes])
             if boxes
@@ -89,15 +116,27 @@ class Predictor:
         return boxes, crops
 
     def predict_array(
-        self, image: np.ndarray, detect: bool = True, tta: str | None = None
+        self,
+        image: np.ndarray,
+        detect: bool = True,
+        tta: str | None = None,
+        detector: FaceDetector | None = None,
+        largest: bool = False,
     ) -> list[FacePrediction]:
-        """Every face of a decoded image (H, W, 3) RGB or (H, W) gray."""
-        boxes, crops = self.faces_in(image, detect)
+        """Every face of a decoded image (H, W, 3) RGB or (H, W) gray (or only the largest)."""
+        boxes, crops = self.faces_in(image, detect, detector, largest)
         return self._package(boxes, crops, self.probabilities(crops, tta))
 
-    def predict_path(self, source, detect: bool = True, tta: str | None = None):
+    def predict_path(
+        self,
+        source,
+        detect: bool = True,
+        tta: str | None = None,
+        detector: FaceDetector | None = None,
+        largest: bool = False,
+    ) -> list[FacePrediction]:
         """Every face of an image file (path, bytes or file object)."""
-        return self.predict_array(load_image(source), detect, tta)
+        return self.predict_array(load_image(source), detect, tta, detector, largest)
 
     def predict_frames(
         self, frames: list[np.ndarray], tta: str = "none", detect: bool = True
@@ -134,28 +173,19 @@ def box_iou(a: Box, b: Box) -> float:
 
 
 class FaceSmoother:
-    """Smooths probabilities across video frames: each face is matched to the previous frame's face
-    with the largest box overlap, and its probabilities are an exponential moving average."""
+    """Smoothing across frames for callers of the old API: `fer_core.track.FaceTracker` stepping
+    one unit of time per call, so that `alpha` stays the weight of the newest frame."""
 
     def __init__(self, alpha: float = 0.4, min_iou: float = 0.3) -> None:
-        self.alpha = alpha  # weight of the newest frame; 1 disables smoothing
-        self.min_iou = min_iou
-        self._previous: list[FacePrediction] = []
+        import math
+
+        from fer_core.track import FaceTracker, TrackerConfig
+
+        tau = 0.0 if alpha >= 1 else math.inf if alpha <= 0 else -1 / math.log(1 - alpha)
+        self._tracker = FaceTracker(TrackerConfig(min_iou=min_iou, smoothing_s=tau))
+        self._calls = 0
 
     def __call__(self, faces: list[FacePrediction]) -> list[FacePrediction]:
-        smoothed = []
-        for face in faces:
-            match = max(
-                (p for p in self._previous if face.box and p.box),
-                key=lambda p: box_iou(face.box, p.box),
-                default=None,
-            )
-            if match is not None and box_iou(face.box, match.box) >= self.min_iou:
-                probs = {
-                    c: self.alpha * face.probs[c] + (1 - self.alpha) * match.probs[c]
-                    for c in face.probs
-                }
-                face = FacePrediction(face.box, probs, max(probs, key=probs.get), face.crop)
-            smoothed.append(face)
-        self._previous = smoothed
-        return smoothed
+        self._calls += 1
+        tracked = iter(self._tracker.update(faces, float(self._calls)))
+        return [next(tracked).face if f.box is not None else f for f in faces]

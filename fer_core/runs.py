@@ -84,7 +84,9 @@ def select_data(
             )
     if selection.limit is not None and selection.limit < len(train_idx):
         fraction = selection.limit / len(train_idx)
-        _, chosen = stratified_split(data.labels[train_idx], fraction, selection.seed)
+        _, chosen = stratified_split(
+            data.labels[train_idx], fraction, selection.seed, n_held=selection.limit
+        )  # exactly `limit` images: a subset of 4000 trains on 4000
         train_idx = train_idx[chosen]
         # Keep validation proportionate so a quick run also validates quickly.
         if len(val_idx) > selection.limit:

@@ -168,3 +168,82 @@ def test_tiny_training_run_starts_reports_progress_and_stops(app_env, csv_data):
     assert "Stopped" in texts(at)
     runs = list((app_env / "app" / "runs").iterdir())
     assert len(runs) == 1 and (runs[0] / "best.pt").exists() and (runs[0] / "history.json").exists()
+
+
+def _tiny_archive(tmp_path):
+    """A folder archive with Training and PublicTest faces only (no PrivateTest)."""
+    from conftest import face_pixels, write_archive
+
+    files = {f"train/{c}/Training_{i}{j}.png": face_pixels(10 * i + j)
+             for i, c in enumerate(CLASSES) for j in range(2)}  # fmt: skip
+    files.update(
+        {f"test/{c}/PublicTest_{i}.png": face_pixels(100 + i) for i, c in enumerate(CLASSES)}
+    )
+    return write_archive(tmp_path / "archive", files, as_zip=True)
+
+
+def _run_with_best(root, name: str) -> None:
+    from fer_core.checkpoint import save_checkpoint
+    from fer_core.models import build_model
+    from fer_core.runs import write_json_atomic
+
+    run = root / "runs" / name
+    run.mkdir(parents=True)
+    write_json_atomic(run / "run.json", {"arch": "small", "status": "finished",
+                                         "train_config": {"epochs": 1}})  # fmt: skip
+    write_json_atomic(run / "history.json", [{"epoch": 1, "val_acc": 0.3, "val_macro_f1": 0.2}])
+    save_checkpoint(run / "best.pt", build_model("small"), "small", mean=0.5, std=0.25,
+                    metrics={"val_acc": 0.3, "val_split": "public_test"})  # fmt: skip
+
+
+def test_make_active_shows_the_new_model_in_the_sidebar_at_once(app_env, monkeypatch):
+    monkeypatch.delenv("FER_DATA", raising=False)
+    _run_with_best(app_env / "app", "20990101-000000-small")
+    at = open_page("app_pages/train.py", None)
+    assert at.sidebar.selectbox[0].value == "Shipped model"
+    by_label(at.button, "Make active").click()
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.sidebar.selectbox[0].value.startswith("Run 20990101-000000-small")
+    sidebar = "\n".join(c.value for c in at.sidebar.caption)
+    assert "small, 0.1M parameters, PublicTest accuracy 30.0%" in sidebar, sidebar
+    assert any("is now the active model" in s.value for s in at.success)
+
+
+def test_sidebar_and_data_page_name_the_real_splits_in_words(app_env, tmp_path):
+    at = open_page("app_pages/data.py", str(_tiny_archive(tmp_path)))
+    assert not at.exception and not at.error, [e.value for e in at.exception + at.error]
+    sidebar = "\n".join(c.value for c in at.sidebar.caption)
+    assert "(Training 14 · PublicTest 7)" in sidebar and "test," not in sidebar, sidebar
+    assert "PublicTest accuracy" in sidebar  # the shipped model's number, as on Home
+    body = texts(at)
+    assert "{'" not in body and "': " not in body, body  # no raw dicts on screen
+
+
+def test_archive_layout_error_keeps_its_asterisks(app_env, tmp_path):
+    empty = tmp_path / "empty"
+    (empty / "train").mkdir(parents=True)
+    at = open_page("app_pages/data.py", str(empty))
+    errors = [e.value for e in at.error]
+    assert any(r"train/\<class\>/\*.png" in e for e in errors), errors
+
+
+def test_a_recipe_sets_every_field_of_the_form(app_env, tmp_path):
+    at = open_page("app_pages/train.py", str(_tiny_archive(tmp_path)))
+    recipe = by_label(at.selectbox, "Start from recipe")
+    for name, epochs, arch, weighting in [
+        ("seed002", 60, "seed_vgg6_unpadded", "inverse"),
+        ("shipped", 180, "fer_vgg", "none"),  # no silent cap at 30 epochs
+        ("cpu_default", 15, "small", "none"),
+    ]:
+        by_label(at.selectbox, "Validation").set_value("0.1 of train")
+        by_label(at.number_input, "Training subset (images)").set_value(100)
+        at.run()
+        recipe = by_label(at.selectbox, "Start from recipe")
+        recipe.set_value(name)
+        at.run()
+        assert not at.exception, [e.value for e in at.exception]
+        assert by_label(at.number_input, "Epochs").value == epochs, name
+        assert by_label(at.selectbox, "Architecture").value == arch, name
+        assert by_label(at.selectbox, "Class weighting").value == weighting, name
+        assert by_label(at.selectbox, "Validation").value == "public_test", name

@@ -169,8 +169,9 @@ def test_uploaded_photo_shows_boxes_and_probabilities(server, browser, csv_data,
     body = page.inner_text("[data-testid=stMain]")
     labels = re.findall(r"(angry|disgust|fear|happy|sad|surprise|neutral) \(\d+%\)", body)
     assert labels, body[:2000]
+    faces = set(re.findall(r"\bface (\d+)\b", body))  # each face's crop is captioned "face N"
     page.wait_for_selector(".js-plotly-plot", timeout=30_000)  # probability bars render
-    assert page.locator(".js-plotly-plot").count() >= len(labels)  # one chart per face
+    assert page.locator(".js-plotly-plot").count() >= len(faces) >= 1  # one chart per face
 
 
 def test_training_chart_grows(server, browser):

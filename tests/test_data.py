@@ -194,3 +194,17 @@ def test_ferplus_majority_labels(csv_data):
 
 def test_split_names():
     assert SPLITS[:3] == ("train", "public_test", "private_test")
+
+
+def test_training_subset_has_exactly_the_requested_size(csv_data):
+    """Rounding each class's share alone gave 4001 images for a subset of 4000, 1999 for 2000."""
+    from fer_core.runs import DataSelection, select_data
+
+    labels = csv_data.split("train").labels
+    for n in (100, 1999, 2000, 4000, 6000, 28000):
+        _, held = stratified_split(labels, n / len(labels), seed=0, n_held=n)
+        assert len(held) == n
+        share = np.bincount(labels[held], minlength=7) / np.bincount(labels, minlength=7)
+        assert np.allclose(share, n / len(labels), atol=0.01)
+        x_train, y_train, _, _ = select_data(csv_data, DataSelection(limit=n))
+        assert len(x_train) == len(y_train) == n

@@ -233,6 +233,8 @@ def test_app_run_survives_refresh_page_change_stop_and_server_kills(app_env, bro
         page.wait_for_selector("h1:has-text('Train')", timeout=60_000)
         shown = wait_for_epochs(page, after_refresh + 1)  # still training after both
         page.get_by_role("button", name="⏹ Stop", exact=True).click()
+        # after the reload this is another session's run: Stop asks first
+        page.get_by_role("button", name="Yes, stop it").click(timeout=60_000)
         page.wait_for_selector("text=Stopped after", timeout=120_000)
         stopped = int(re.search(r"Stopped after (\d+)", page.inner_text("body")).group(1))
         (run_a,) = list(runs_root.iterdir())

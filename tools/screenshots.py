@@ -1,6 +1,7 @@
-"""README screenshots of the real app in headless Chromium: Home, Train (a run's live chart) and
-Evaluate (the confusion matrix). None of them shows a dataset face: the Train and Evaluate shots
-are cropped to their charts.
+"""README screenshots of the real app in headless Chromium: Home, Train (a run's live chart),
+Evaluate (the confusion matrix) and Predict's Video tab (a generated clip's per-face table and
+timeline). None of them shows a dataset face: the Train, Evaluate and Video shots are cropped to
+their charts and tables.
 
     python tools/screenshots.py [--data ../shared/data/fer2013.csv.gz] [--out docs]
 """
@@ -17,6 +18,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
+from clips import crossing, detectable_faces, write_clip  # noqa: E402
 from test_browser import (  # noqa: E402
     ARGS,
     CHROMIUM,
@@ -25,6 +27,40 @@ from test_browser import (  # noqa: E402
     start_server,
     start_training,
 )
+
+
+def video_results(browser, url: str, data: str, tmp: Path, out: Path) -> None:
+    """Analyse a generated clip (two FER2013 faces crossing) on the Video tab; keep only the
+    per-face table and the focused face's timeline, below the annotated video."""
+    import re
+
+    from fer_core.data import load_dataset
+
+    faces = detectable_faces(load_dataset(data).split("public_test").images, 2)
+    clip = write_clip(tmp / "two_people.mp4", crossing(faces, seconds=8, offset=40, passes=3))
+    page = open_page(browser, url, "predict", viewport={"width": 1300, "height": 2200})
+    page.get_by_role("tab", name=re.compile("Video")).click()
+    page.locator("input[type=file]").nth(1).set_input_files(str(clip))
+    analyse = page.get_by_role("button", name="▶ Analyse")
+    deadline = time.time() + 60
+    while analyse.is_disabled() and time.time() < deadline:
+        time.sleep(0.5)
+    analyse.click()
+    page.wait_for_selector("text=/Done: .* frames analysed/", timeout=300_000)
+    settle(page, 120)
+    time.sleep(2)
+    table = page.locator("[data-testid=stDataFrame]").first.bounding_box()
+    timeline = page.locator("[data-testid=stPlotlyChart]").last.bounding_box()
+    page.screenshot(
+        path=str(out / "video.png"),
+        full_page=True,
+        clip={
+            "x": table["x"] - 10,
+            "y": table["y"] - 10,
+            "width": table["width"] + 20,
+            "height": timeline["y"] + timeline["height"] - table["y"] + 20,
+        },
+    )
 
 
 def main() -> int:
@@ -87,11 +123,12 @@ def main() -> int:
                 chart.scroll_into_view_if_needed()
                 time.sleep(1.5)
                 chart.screenshot(path=str(out / "evaluate.png"))
+                video_results(browser, url, args.data, Path(tmp), out)
                 browser.close()
         finally:
             proc.terminate()
             proc.wait(10)
-    for name in ("home", "train", "evaluate"):
+    for name in ("home", "train", "evaluate", "video"):
         print(out / f"{name}.png")
     return 0
 

@@ -49,7 +49,12 @@ def class_counts(counts: dict[str, dict[str, int]], share: bool) -> go.Figure:
 def class_weights(weights: dict[str, dict[str, float]]) -> go.Figure:
     fig = go.Figure()
     for scheme, per_class in weights.items():
-        fig.add_bar(name=scheme, x=list(per_class), y=list(per_class.values()))
+        fig.add_bar(
+            name=scheme,
+            x=list(per_class),
+            y=list(per_class.values()),
+            hovertemplate="%{x}: %{y:.2f}<extra>" + scheme + "</extra>",
+        )
     fig.update_layout(
         barmode="group",
         height=300,
@@ -102,10 +107,21 @@ def history(rows: list[dict], title: str = "") -> go.Figure:
             row=1,
             col=col,
         )
-    fig.update_xaxes(title_text="epoch")
-    fig.update_yaxes(tickformat=".0%", row=1, col=2)
+    # Whole epochs only (one epoch alone drew ticks at 0.5 and 1.5), and percent ticks that never
+    # repeat a label (a narrow range drew "24%, 24%, 25%").
+    fig.update_xaxes(title_text="epoch", tickformat="d", dtick=1 if len(epochs) <= 12 else None)
+    accuracies = [r[k] for r in rows for k in ("train_acc", "val_acc")]
+    fig.update_yaxes(**_percent_axis(accuracies), row=1, col=2)
     fig.update_layout(height=340, margin=dict(t=40, b=10, l=10, r=10), title=title or None)
     return fig
+
+
+def _percent_axis(values: list[float]) -> dict:
+    """A share axis whose ticks are whole percents, 4 to 8 of them, with distinct labels."""
+    low, high = (min(values), max(values)) if values else (0.0, 1.0)
+    step = next((s for s in (0.01, 0.02, 0.05, 0.1, 0.2) if (high - low) / s <= 6), 0.25)
+    low, high = np.floor(low / step - 0.5) * step, np.ceil(high / step + 0.5) * step
+    return dict(tickformat=".0%", dtick=step, range=[max(0.0, float(low)), min(1.0, float(high))])
 
 
 def compare_runs(runs: dict[str, list[dict]], metric: str = "val_acc") -> go.Figure:
@@ -176,5 +192,99 @@ def per_class_report(per_class: dict[str, dict[str, float]]) -> go.Figure:
         fig.add_bar(name=metric, x=list(per_class), y=[m[metric] for m in per_class.values()])
     fig.update_layout(
         barmode="group", height=320, margin=dict(t=30, b=10, l=10, r=10), yaxis_tickformat=".0%"
+    )
+    return fig
+
+
+def emotion_timeline(rows, classes: list[str], title: str = "", height: int = 320) -> go.Figure:
+    """One face's probabilities over time: rows has time_s and one column per class."""
+    fig = go.Figure()
+    for name in classes:
+        fig.add_scatter(
+            x=rows["time_s"],
+            y=rows[name],
+            name=name,
+            mode="lines",
+            line=dict(color=_rgb(name), width=2),
+            hovertemplate="%{y:.0%}",
+        )
+    fig.update_layout(
+        height=height,
+        margin=dict(t=40 if title else 10, b=10, l=10, r=10),
+        title=title or None,
+        hovermode="x unified",  # one box: the time and every class's probability
+        xaxis=dict(title="time (s)", hoverformat=".2f", ticksuffix=" s"),
+        yaxis=dict(range=[0, 1], tickformat=".0%", title="probability"),
+        legend=dict(orientation="h", y=1.02, yanchor="bottom"),
+    )
+    return fig
+
+
+def face_segments(segments: dict[int, list], focus: int | None = None) -> go.Figure:
+    """Who showed what, when: a row per face id, coloured by its most likely emotion over time.
+    segments: face id -> [(start_s, end_s, label), ...]; the focused face's row is labelled bold."""
+    fig = go.Figure()
+    for label in CLASSES:
+        bars = [
+            (f"face {face_id}", start, end - start)
+            for face_id, runs in segments.items()
+            for start, end, name in runs
+            if name == label
+        ]
+        if not bars:
+            continue
+        y, base, width = zip(*bars)
+        fig.add_bar(
+            y=y,
+            x=width,
+            base=base,
+            orientation="h",
+            name=label,
+            marker_color=_rgb(label),
+            customdata=[b + w for b, w in zip(base, width)],
+            hovertemplate="%{y}: " + label + " %{base:.2f}–%{customdata:.2f} s<extra></extra>",
+        )
+    order = [f"face {face_id}" for face_id in segments]
+    ticks = [f"<b>{name}</b>" if name == f"face {focus}" else name for name in order]
+    fig.update_layout(
+        barmode="overlay",
+        height=90 + 28 * len(segments),
+        margin=dict(t=10, b=10, l=10, r=10),
+        xaxis=dict(title="time (s)", ticksuffix=" s"),
+        yaxis=dict(categoryorder="array", categoryarray=order, autorange="reversed",
+                   tickvals=order, ticktext=ticks),
+        legend=dict(orientation="h", y=1.02, yanchor="bottom"),
+    )  # fmt: skip
+    return fig
+
+
+def reliability(calibration: dict) -> go.Figure:
+    """Reliability diagram: accuracy against confidence per bin, before and after calibration
+    (marker area ~ faces in the bin), with the diagonal of perfect calibration."""
+    fig = go.Figure()
+    fig.add_scatter(
+        x=[0, 1], y=[0, 1], mode="lines", name="perfect", line=dict(dash="dot", color="grey")
+    )
+    for key, name in (("reliability_before", "uncalibrated"), ("reliability_after", "calibrated")):
+        curve = calibration.get(key)
+        if not curve:
+            continue
+        count = np.asarray(curve["count"], dtype=float)
+        fig.add_scatter(
+            x=curve["confidence"],
+            y=curve["accuracy"],
+            mode="lines+markers",
+            name=name,
+            marker=dict(size=6 + 18 * np.sqrt(count / count.max())),
+            customdata=curve["count"],
+            hovertemplate="confidence %{x:.0%}: right %{y:.0%} of %{customdata} faces"
+            "<extra></extra>",
+        )
+    fig.update_layout(
+        height=320,
+        margin=dict(t=10, b=10, l=10, r=10),
+        xaxis=dict(title="confidence (top probability)", tickformat=".0%", range=[0, 1]),
+        yaxis=dict(title="accuracy", tickformat=".0%", range=[0, 1]),
+        legend=dict(orientation="h", y=-0.25),
     )
     return fig

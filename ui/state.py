@@ -25,6 +25,9 @@ MODEL_PATH = "model_path"
 UPLOADED_DATA = "uploaded_data"
 SAMPLE_SEED = "sample_seed"
 EVAL_REQUESTS = "eval_requests"
+VIDEO_JOB = "video_job"  # the session's video analysis (ui/video.py)
+TRAIN_NOTICE = "train_notice"  # a message the Train page shows after its own st.rerun()
+STOP_CONFIRM = "stop_confirm"  # the run dir whose Stop (started by another session) awaits a yes
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -273,6 +276,49 @@ def evaluation(
     ckpt = _load_checkpoint(model_path, model_stamp)
     result, _ = evaluate_checkpoint(ckpt, _load_data(data_path, data_stamp), split, tta=tta)
     return result.to_dict(max_mistakes=None)
+
+
+def save_upload(upload) -> str:
+    """Write an uploaded file once into its own folder under `upload_dir`; returns its path."""
+    import hashlib
+
+    folder = upload_dir() / hashlib.sha256(upload.file_id.encode()).hexdigest()[:16]
+    target = folder / Path(upload.name).name
+    if not target.exists():
+        folder.mkdir(exist_ok=True)
+        target.write_bytes(upload.getbuffer())
+    return str(target)
+
+
+@st.cache_resource(show_spinner="Reading the photo set…", max_entries=4)
+def _photo_set(path: str, stamp: float):
+    from fer_core.photos import read_photo_set
+
+    del stamp  # part of the cache key
+    return read_photo_set(path)
+
+
+def get_photo_set(path: str):
+    """(PhotoSet, None) or (None, friendly error)."""
+    try:
+        return _photo_set(path, stamp(path)), None
+    except OSError:
+        return None, f"Not found: {path}"
+    except FerError as exc:
+        return None, str(exc)
+
+
+@st.cache_data(show_spinner="Detecting and classifying the faces…", max_entries=4)
+def photo_evaluation(
+    model_path: str, model_stamp: float, path: str, path_stamp: float, detect: bool, tta: str
+):
+    """(result dict with all mistakes, (N, 48, 48) crops) of a model on a labelled photo set."""
+    from fer_core.evaluate import evaluate_photos
+
+    predictor = _predictor(model_path, model_stamp)
+    photos = _photo_set(path, path_stamp)
+    result, _, crops = evaluate_photos(predictor, photos, detect=detect, tta=tta)
+    return result.to_dict(max_mistakes=None), crops
 
 
 def stamp(path: str) -> float:

@@ -18,7 +18,7 @@ from fer_core.data import FerData
 from fer_core.errors import FerError
 from fer_core.recipes import Recipe
 from fer_core.runs import DataSelection, new_run_dir, train_run
-from fer_core.train import BatchProgress, Callback, EpochMetrics, Trainer
+from fer_core.train import BatchProgress, Callback, EpochMetrics, Trainer, TrainResult
 
 
 @dataclass
@@ -36,11 +36,31 @@ class LiveRun:
     images_per_s: float = 0.0
     eta_s: float = 0.0
     history: list[dict] = field(default_factory=list)
+    resumed_epochs: int = 0  # epochs finished before this session's start (a resumed run)
     message: str = ""
 
     @property
     def active(self) -> bool:
         return self.status in ("starting", "running", "stopping")
+
+
+def _epochs(n: int) -> str:
+    return f"{n} epoch" + ("" if n == 1 else "s")
+
+
+def _summary(result: TrainResult, before: int, planned: int) -> str:
+    """What a run did, this session's epochs apart from earlier ones for a resumed run:
+    "Finished 15 epochs in 42 s." or "Stopped: 1 epoch in this session (22 s), 3 of 10 in all." """
+    total = len(result.history)
+    verb = "Early stopping" if result.early_stopped else "Stopped" if result.stopped else "Finished"
+    if before:
+        return (
+            f"{verb}: {_epochs(total - before)} in this session ({result.seconds:.0f} s), "
+            f"{total} of {planned} in all."
+        )
+    if result.stopped or result.early_stopped:
+        return f"{verb} after {_epochs(total)} ({result.seconds:.0f} s)."
+    return f"{verb} {_epochs(total)} in {result.seconds:.0f} s."
 
 
 class _Feed(Callback):
@@ -52,6 +72,7 @@ class _Feed(Callback):
             status="running",
             epochs=trainer.config.epochs,
             history=[asdict(m) for m in trainer.history],
+            resumed_epochs=len(trainer.history),
         )
 
     def on_batch_end(self, trainer: Trainer, p: BatchProgress) -> None:
@@ -164,15 +185,9 @@ class TrainingManager:
                 trainer_hook=self._attach,
             )
             status = "stopped" if result.stopped else "finished"
-            note = (
-                f"Stopped after {len(result.history)} finished epoch(s)."
-                if result.stopped
-                else f"Finished {len(result.history)} epochs in {result.seconds:.0f} s."
-            )
-            if result.early_stopped:
-                note = f"Early stopping after {len(result.history)} epochs."
             with self._lock:
-                self._run.status, self._run.message = status, note
+                self._run.status = status
+                self._run.message = _summary(result, self._run.resumed_epochs, self._run.epochs)
         except (FerError, ValueError) as exc:
             with self._lock:
                 self._run.status, self._run.message = "failed", str(exc)

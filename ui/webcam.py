@@ -1,4 +1,4 @@
-"""Live webcam through streamlit-webrtc: a frame callback that detects, classifies, smooths, draws.
+"""Live webcam through streamlit-webrtc: a frame callback that detects, classifies, tracks, draws.
 
 The callback runs in streamlit-webrtc's worker thread, so it never calls st.*; the page reads
 `latest()` from a fragment. ICE servers: an explicit list (FER_ICE_SERVERS or the `ice_servers`
@@ -17,7 +17,8 @@ import av
 import streamlit as st
 
 from fer_core.draw import annotate
-from fer_core.predict import FaceSmoother, Predictor
+from fer_core.predict import Predictor
+from fer_core.track import FaceTracker, TrackerConfig
 from ui.state import export_secrets, secret
 
 TURN_SECRETS = (
@@ -49,11 +50,13 @@ def rtc_configuration() -> tuple[dict | None, str]:
 
 
 class EmotionStream:
-    """The frame callback plus the latest per-face probabilities and the measured frame rate."""
+    """The frame callback plus the latest per-face probabilities and the measured frame rate.
+    Faces are tracked as in video files (`fer_core.track`): each keeps its id, and its
+    probabilities are averaged over the last `smoothing_s` seconds or so."""
 
-    def __init__(self, predictor: Predictor, smoothing: float = 0.4, tta: str = "none") -> None:
+    def __init__(self, predictor: Predictor, smoothing_s: float = 0.3, tta: str = "none") -> None:
         self.predictor = predictor
-        self.smoother = FaceSmoother(alpha=1 - smoothing)
+        self.tracker = FaceTracker(TrackerConfig(smoothing_s=smoothing_s))
         self.tta = tta
         self._lock = threading.Lock()
         self._latest: list[dict] = []
@@ -62,16 +65,18 @@ class EmotionStream:
 
     def __call__(self, frame: av.VideoFrame) -> av.VideoFrame:
         image = frame.to_ndarray(format="rgb24")
-        faces = self.smoother(self.predictor.predict_frames([image], tta=self.tta)[0])
         now = time.perf_counter()
+        found = self.predictor.predict_frames([image], tta=self.tta)[0]
+        tracked = self.tracker.update(found, now)
+        faces, tags = [t.face for t in tracked], [f"#{t.face_id}" for t in tracked]
         if self._last is not None:
             instant = 1.0 / max(now - self._last, 1e-6)
             self._fps = instant if self._fps == 0 else 0.9 * self._fps + 0.1 * instant
         self._last = now
         with self._lock:
-            self._latest = [f.to_dict() for f in faces]
+            self._latest = [{"face_id": t.face_id, **t.face.to_dict()} for t in tracked]
             fps = self._fps
-        return av.VideoFrame.from_ndarray(annotate(image, faces, fps=fps), format="rgb24")
+        return av.VideoFrame.from_ndarray(annotate(image, faces, fps, tags), format="rgb24")
 
     def latest(self) -> tuple[list[dict], float]:
         with self._lock:

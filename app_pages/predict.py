@@ -83,8 +83,7 @@ def show_prediction(
                 if face.uncertain:  # a low top probability or a close runner-up: say both
                     other = face.runner_up
                     headline += (
-                        f" · uncertain, perhaps {EMOJI[other]} {other} "
-                        f"({face.probs[other]:.0%})"
+                        f" · uncertain, perhaps {EMOJI[other]} {other} ({face.probs[other]:.0%})"
                     )
                 c2.markdown(headline)
                 c2.plotly_chart(

@@ -433,10 +433,8 @@ def main() -> int:
     record = run(names, args.quick, args.photos, args.seed, only)
     record["seconds"] = round(time.perf_counter() - start, 1)
     extra = os.environ.get("PYTHONPATH")  # where dlib and MTCNN were installed, if anywhere
-    record["command"] = (
-        (f"PYTHONPATH={extra} " if extra else "")
-        + "python bench/detect.py "
-        + (" ".join(sys.argv[1:]))
+    record["command"] = (f"PYTHONPATH={extra} " if extra else "") + " ".join(
+        ["python bench/detect.py", *sys.argv[1:]]
     )
     record["machine"] = {"cpu": platform.processor() or platform.machine(),
                          "threads": args.threads, "opencv": cv2.__version__,

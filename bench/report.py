@@ -70,7 +70,7 @@ def gpu_section(r: dict) -> str:
     earlier = _load("train_gpu_h100_lease1.json")
     if earlier:
         text += (
-            f"\n\nAn earlier run on another H100 lease (`train_gpu_h100_lease1.json`): ours "
+            f"\n\nAn earlier run on another H100 (`train_gpu_h100_lease1.json`): ours "
             f"{earlier['ours']['img_per_s']:,.0f} img/s, seed-style "
             f"{earlier['baseline']['img_per_s']:,.0f} img/s (**{earlier['ratio']}×**), tuned "
             f"{earlier['baseline_tuned']['img_per_s']:,.0f} img/s "

@@ -372,16 +372,22 @@ def read_archive_zip(path: str | os.PathLike) -> FerData:
         return _decode_members(members, str(path))
 
 
-def read_archive_folder(path: str | os.PathLike) -> FerData:
-    """Read an extracted Kaggle archive: a folder holding train/ and test/ (possibly one level down)."""
-    root = Path(path)
+def list_files(root: Path) -> list[str]:
+    """Relative POSIX paths of the regular files under `root`; links are never followed (nothing
+    outside the folder is read) and FIFOs and devices are skipped."""
     files = []
     for dirpath, _dirnames, filenames in os.walk(root, followlinks=False):
         for filename in filenames:
             full = Path(dirpath) / filename
-            if full.is_symlink() or not full.is_file():
-                continue  # never follow links out of the dataset folder; skip FIFOs and devices
-            files.append(full.relative_to(root).as_posix())
+            if not full.is_symlink() and full.is_file():
+                files.append(full.relative_to(root).as_posix())
+    return files
+
+
+def read_archive_folder(path: str | os.PathLike) -> FerData:
+    """Read an extracted Kaggle archive: a folder holding train/ and test/ (possibly one level down)."""
+    root = Path(path)
+    files = list_files(root)
     if len(files) > MAX_ARCHIVE_MEMBERS:
         raise DataError(f"{root.name}: too many files ({len(files)}) for a FER2013 archive")
 

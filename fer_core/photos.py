@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fer_core.data import list_files
 from fer_core.errors import DataError, FerError
 from fer_core.faces import MAX_FILE_BYTES, load_image
 from fer_core.labels import CLASSES, folder_to_index
@@ -113,15 +114,9 @@ def _parts(name: str) -> list[str]:
 
 
 def _list_folder(root: Path) -> list[str]:
-    files = []
-    for dirpath, _dirnames, filenames in os.walk(root, followlinks=False):
-        for filename in filenames:
-            full = Path(dirpath) / filename
-            if full.is_symlink() or not full.is_file():
-                continue  # never follow links out of the folder; skip FIFOs and devices
-            files.append(full.relative_to(root).as_posix())
-            if len(files) > MAX_PHOTOS:
-                raise DataError(f"{root.name}: more than {MAX_PHOTOS} files")
+    files = list_files(root)
+    if len(files) > MAX_PHOTOS:
+        raise DataError(f"{root.name}: more than {MAX_PHOTOS} files")
     return files
 
 

@@ -81,7 +81,7 @@ def browse_mistakes(mistakes: list[Mistake], face_of, key: str) -> None:
             st.image(overlay(faces[i], cams[i]) if cams is not None else faces[i], width="stretch")
             where = f" · row {m.row}" if m.row >= 0 else (f" · {m.name}" if m.name else "")
             st.caption(f"{pred} {m.confidence:.0%} · true {true} {m.probs[true]:.0%}{where}")
-            with st.popover("probabilities"):
+            with st.popover("📊", help="All seven probabilities"):
                 st.plotly_chart(
                     charts.probabilities(m.probs), width="stretch", key=f"{key}_{m.index}"
                 )
@@ -142,6 +142,7 @@ def downloads(result: dict, name: str) -> None:
         "⬇ Metrics (JSON)", json.dumps(slim, indent=1), f"{name}_metrics.json", "application/json"
     )
     per_class = pd.DataFrame(result["per_class"]).T.rename_axis("class").reset_index()
+    per_class["support"] = per_class["support"].astype(int)  # a count, not 467.0
     c2.download_button(
         "⬇ Per-class report (CSV)",
         per_class.to_csv(index=False),

@@ -1,5 +1,6 @@
 """Predict: faces in uploaded photos, a live webcam, or a camera snapshot."""
 
+import hashlib
 import io
 from dataclasses import fields
 from pathlib import Path
@@ -13,6 +14,7 @@ from fer_core.draw import annotate
 from fer_core.errors import FerError
 from fer_core.faces import MAX_FILE_BYTES, DetectorConfig, FaceDetector, load_image
 from fer_core.labels import EMOJI
+from fer_core.predict import in_reading_order
 from fer_core.saliency import grad_cam, overlay
 from ui import charts, state
 
@@ -31,6 +33,25 @@ def png(image: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
+PREDICTIONS_KEPT = 48  # photo x option combinations kept per session
+
+
+def predicted(name, blob, detect, tta, detector, largest):
+    """(image, faces in reading order) for one photo and these options. Each result is kept in
+    the session, so changing an option redoes only the photos it changes (saliency changes none)."""
+    digest = hashlib.sha1(blob).hexdigest()
+    config = detector.config if detector is not None else None
+    key = (digest, detect, tta, repr(config) if detect else None, largest, str(ckpt.path))
+    kept = st.session_state.setdefault("photo_predictions", {})
+    image = load_image(blob, name=name)  # decoded again each time: only the faces are kept
+    if key not in kept:
+        faces = predictor.predict_array(image, detect, tta, detector, largest)
+        kept[key] = in_reading_order(faces)
+        while len(kept) > PREDICTIONS_KEPT:
+            kept.pop(next(iter(kept)))
+    return image, kept[key]
+
+
 def show_prediction(
     name: str,
     blob: bytes,
@@ -42,12 +63,14 @@ def show_prediction(
 ) -> list[dict]:
     """Draw one image's predictions; returns CSV rows (one per face)."""
     try:
-        image = load_image(blob, name=name)
-        faces = predictor.predict_array(image, detect, tta, detector, largest)
+        image, faces = predicted(name, blob, detect, tta, detector, largest)
     except FerError as exc:
         st.error(f"**{name}**: {str(exc).removeprefix(f'{name}: ')}")
         return []
-    annotated = annotate(image, faces)
+    # several faces are numbered on the photo as in the list beside it
+    annotated = annotate(
+        image, faces, tags=[str(i + 1) for i in range(len(faces))] if len(faces) > 1 else None
+    )
     st.markdown(f"#### {name}")
     left, right = st.columns([3, 2])
     with left:
@@ -158,7 +181,7 @@ with photos_tab:
     detect, tta, saliency = options("photos")
     detector, largest = detection_options("photos")
     uploads = st.file_uploader(
-        "Photos (JPEG, PNG, WebP, BMP, TIFF)",
+        "Photos (JPEG, PNG, WebP, BMP, TIFF, GIF)",
         accept_multiple_files=True,
         type=["jpg", "jpeg", "png", "webp", "bmp", "tif", "tiff", "gif"],
         max_upload_size=MAX_FILE_BYTES // 2**20,  # refused in the browser, before the upload

@@ -67,10 +67,10 @@ def gpu_section(r: dict) -> str:
             + f"; the whole run took {tta['run_minutes']} min, best PublicTest "
             f"{tta['best_public_test']:.2%} at epoch {tta['best_epoch']}."
         )
-    earlier = _load("train_gpu_h100_lease1.json")
+    earlier = _load("train_gpu_h100_b.json")
     if earlier:
         text += (
-            f"\n\nAn earlier run on another H100 (`train_gpu_h100_lease1.json`): ours "
+            f"\n\nAn earlier run on another H100 (`train_gpu_h100_b.json`): ours "
             f"{earlier['ours']['img_per_s']:,.0f} img/s, seed-style "
             f"{earlier['baseline']['img_per_s']:,.0f} img/s (**{earlier['ratio']}×**), tuned "
             f"{earlier['baseline_tuned']['img_per_s']:,.0f} img/s "
@@ -82,7 +82,7 @@ def gpu_section(r: dict) -> str:
     text += (
         "\n\n`torch.compile` (default mode) did not help this small network at batch 128: "
         "the step is bound by kernel launches, not arithmetic (the 2.2× wider width-96 network "
-        "trains at the same epoch time, `bench/results/sweeps/round4_epoch_times_h100.json`), so "
+        "trains at the same epoch time, `epoch_times_h100` in `bench/results/experiments.json`), so "
         "the recipes leave it off (`--compile` turns it on)."
         if compiled and compiled["img_per_s"] < ours_plain["img_per_s"]
         else ""

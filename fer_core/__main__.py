@@ -95,6 +95,24 @@ def build_parser() -> argparse.ArgumentParser:
         help="add camera-photo degradations (gamma, blur, down-up sampling, JPEG) to the "
         "recipe's augmentation",
     )
+    p.add_argument(
+        "--ferplus",
+        metavar="CSV",
+        help="FER+ vote file (fer2013new.csv): train on soft labels that blend each image's label "
+        "with the FER+ annotators' votes",
+    )
+    p.add_argument(
+        "--ferplus-weight",
+        type=float,
+        default=0.5,
+        help="share of the FER+ votes in each soft label (default 0.5; 1 = votes only)",
+    )
+    p.add_argument(
+        "--init",
+        metavar="CHECKPOINT",
+        help="fine-tune: start from this checkpoint's weights (its architecture replaces the "
+        "recipe's)",
+    )
     p.add_argument("--early-stopping", type=int)
     p.add_argument("--class-weighting", choices=("none", "inverse", "effective"))
     p.add_argument(
@@ -335,6 +353,20 @@ def cmd_train(args) -> int:
         ("shared_stages", args.shared_stages),
     )
     arch_kwargs = {key: value for key, value in options if value is not None}
+    init = None
+    if args.init:
+        from fer_core.checkpoint import load_checkpoint
+
+        if args.arch or arch_kwargs:
+            raise FerError("--init takes the architecture from its checkpoint; drop --arch and "
+                           "--width / --branches / --shared-stages")  # fmt: skip
+        init = load_checkpoint(args.init)
+        config = replace(recipe.config, mean=init.mean, std=init.std)  # its input normalisation
+        recipe = replace(recipe, arch=init.arch, arch_kwargs=dict(init.arch_kwargs), config=config)
+    if args.ferplus and not Path(args.ferplus).is_file():
+        raise FerError(f"no FER+ file at {args.ferplus}")
+    if not 0.0 <= args.ferplus_weight <= 1.0:
+        raise FerError("--ferplus-weight must be between 0 and 1")
     data = load_dataset(args.data)
     try:
         val: str | float = float(args.val)
@@ -348,10 +380,17 @@ def cmd_train(args) -> int:
             data,
             recipe,
             run_dir,
-            DataSelection(val=val, limit=args.limit, seed=args.seed),
+            DataSelection(
+                val=val,
+                limit=args.limit,
+                seed=args.seed,
+                ferplus=args.ferplus,
+                ferplus_weight=args.ferplus_weight,
+            ),
             callbacks=progress,
             arch_kwargs=arch_kwargs,
             command=command,
+            init=init,
         )
     except ValueError as exc:
         raise FerError(str(exc)) from None

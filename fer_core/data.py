@@ -627,11 +627,10 @@ def class_weights(counts: np.ndarray, scheme: str = "inverse", beta: float = 0.9
 # ----------------------------------------------------------------------------- FER+
 
 
-def load_ferplus(path: str | os.PathLike) -> dict[int, int]:
-    """FER+ majority-vote labels as {csv_row: class_index}.
+def read_ferplus_votes(path: str | os.PathLike) -> tuple[list[str], dict[int, np.ndarray]]:
+    """FER+ vote counts (`fer2013new.csv`): (vote column names, {csv_row: votes}).
 
-    Rows with no image name (FER+ judged them not a face) are dropped, and so are rows whose
-    majority vote is contempt, unknown or not-a-face, which have no FER2013 class.
+    Rows with no image name (FER+ judged them not a face) or no votes at all are left out.
     """
     path = Path(path)
     try:
@@ -644,21 +643,67 @@ def load_ferplus(path: str | os.PathLike) -> dict[int, int]:
     if "image name" not in header:
         raise DataError(f"{path.name}: not a FER+ file (no 'Image name' column)")
     i_name = header.index("image name")
-    vote_columns = header[i_name + 1 :]
-    result: dict[int, int] = {}
+    columns = header[i_name + 1 :]
+    votes: dict[int, np.ndarray] = {}
     for row_index, record in enumerate(rows):
         if len(record) <= i_name or not record[i_name].strip():
             continue
         try:
-            votes = [int(v) for v in record[i_name + 1 : i_name + 1 + len(vote_columns)]]
+            counts = np.array([int(v) for v in record[i_name + 1 : i_name + 1 + len(columns)]])
         except ValueError:
             continue
-        if not votes or max(votes) == 0:
-            continue
-        winner = vote_columns[int(np.argmax(votes))]
+        if len(counts) == len(columns) and counts.max(initial=0) > 0:
+            votes[row_index] = counts
+    return columns, votes
+
+
+def load_ferplus(path: str | os.PathLike) -> dict[int, int]:
+    """FER+ majority-vote labels as {csv_row: class_index}.
+
+    Rows with no image name (FER+ judged them not a face) are dropped, and so are rows whose
+    majority vote is contempt, unknown or not-a-face, which have no FER2013 class.
+    """
+    columns, votes = read_ferplus_votes(path)
+    result: dict[int, int] = {}
+    for row_index, counts in votes.items():
+        winner = columns[int(np.argmax(counts))]
         if winner in FERPLUS_COLUMNS:
             result[row_index] = CLASSES.index(FERPLUS_COLUMNS[winner])
     return result
+
+
+def ferplus_targets(
+    path: str | os.PathLike, rows: np.ndarray, labels: np.ndarray, weight: float
+) -> tuple[np.ndarray, int]:
+    """Soft labels for training: per image, (1 - weight) x its own label + weight x the FER+
+    annotators' vote shares over our seven classes (contempt, unknown and not-a-face votes are
+    left out). Images with no FER+ votes for our classes, or no CSV row, keep their own label.
+
+    Returns ((N, 7) float32 targets whose rows sum to 1, how many images got FER+ votes).
+    """
+    if not 0.0 <= weight <= 1.0:
+        raise ValueError("the FER+ weight must be in [0, 1]")
+    columns, votes = read_ferplus_votes(path)
+    ours = [
+        (i, CLASSES.index(FERPLUS_COLUMNS[c]))
+        for i, c in enumerate(columns)
+        if c in FERPLUS_COLUMNS
+    ]
+    source = np.array([i for i, _ in ours])
+    target_class = np.array([k for _, k in ours])
+    targets = np.eye(NUM_CLASSES, dtype=np.float32)[np.asarray(labels, dtype=np.int64)]
+    covered = 0
+    for n, row in enumerate(np.asarray(rows)):
+        counts = votes.get(int(row))
+        if counts is None:
+            continue
+        share = np.zeros(NUM_CLASSES, dtype=np.float32)
+        np.add.at(share, target_class, counts[source].astype(np.float32))
+        if share.sum() <= 0:
+            continue
+        targets[n] = (1.0 - weight) * targets[n] + weight * share / share.sum()
+        covered += 1
+    return targets, covered
 
 
 # ----------------------------------------------------------------------------- Kaggle download

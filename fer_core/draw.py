@@ -31,7 +31,6 @@ def annotate(
     out = image.copy() if image.ndim == 3 else np.repeat(image[..., None], 3, axis=2)
     h, w = out.shape[:2]
     thick = max(1, round(min(h, w) / 240))
-    scale = max(0.4, min(h, w) / 800)
     for i, face in enumerate(faces):
         color = COLORS.get(face.label, (255, 255, 255))
         if face.box is None:
@@ -50,7 +49,8 @@ def annotate(
         text = f"{face.label}{'?' if face.uncertain else ''} {face.confidence:.0%}"
         if tags is not None:
             text = f"{tags[i]} {text}"
-        (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
+        scale, weight = _label_size(text, bw, h, w)
+        (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, weight)
         ty = y - 4 if y - th - base - 4 >= 0 else min(h - 1, y + bh + th + base + 4)
         cv2.rectangle(out, (x, ty - th - base - 2), (x + tw + 6, ty + 2), color, -1)
         cv2.putText(
@@ -60,7 +60,7 @@ def annotate(
             cv2.FONT_HERSHEY_SIMPLEX,
             scale,
             (0, 0, 0),
-            thick,
+            weight,
             cv2.LINE_AA,
         )
     if fps is not None:
@@ -75,3 +75,11 @@ def annotate(
             cv2.LINE_AA,
         )
     return out
+
+
+def _label_size(text: str, face_width: int, h: int, w: int) -> tuple[float, int]:
+    """(font scale, stroke) for a face's label: about as wide as the face, never smaller than
+    readable (0.4) nor larger than the image warrants."""
+    fit = face_width / (19.0 * max(len(text), 1))  # HERSHEY_SIMPLEX is ~19 px a char at scale 1
+    scale = min(max(0.4, fit), max(0.6, min(h, w) / 400))
+    return scale, max(1, round(scale * 1.6))

@@ -209,7 +209,7 @@ def evaluate_photos(
     found = np.zeros(n, bool)
     for i, image, _error in photos.images():
         if image is not None:
-            _boxes, faces = predictor.faces_in(image, detect)
+            _boxes, faces = predictor.faces_in(image, detect, largest=True)
             if len(faces):
                 crops[i], found[i] = faces[0], True  # the largest face
         if progress is not None:

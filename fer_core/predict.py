@@ -55,6 +55,19 @@ class FacePrediction:
         }
 
 
+def in_reading_order(faces: list[FacePrediction]) -> list[FacePrediction]:
+    """Faces left to right by the centre of their box (top to bottom where two share a column),
+    the order a group photo's faces are numbered in; faces without a box keep their place."""
+    if len(faces) < 2 or any(f.box is None for f in faces):
+        return list(faces)
+
+    def centre(face: FacePrediction) -> tuple[float, float]:
+        box = face.box
+        return (box.x + box.w / 2, box.y + box.h / 2)
+
+    return sorted(faces, key=centre)
+
+
 class Predictor:
     def __init__(
         self,
@@ -66,10 +79,17 @@ class Predictor:
         self.ckpt = ckpt
         self.classes = ckpt.classes
         self.tta = tta or DEFAULT_TTA
-        self.detector = detector or FaceDetector()
+        self._detector = detector
         self._lock = threading.Lock()
         if threads:
             torch.set_num_threads(threads)
+
+    @property
+    def detector(self) -> FaceDetector:
+        """The photo face detector, loaded on first use: whole-image prediction needs none."""
+        if self._detector is None:
+            self._detector = FaceDetector()
+        return self._detector
 
     @classmethod
     def from_checkpoint(

@@ -17,8 +17,14 @@ from pathlib import Path
 
 import numpy as np
 
-from fer_core.checkpoint import _UMASK, atomic_torch_save, safe_torch_load, save_checkpoint
-from fer_core.data import FerData, class_weights, stratified_split
+from fer_core.checkpoint import (
+    _UMASK,
+    Checkpoint,
+    atomic_torch_save,
+    safe_torch_load,
+    save_checkpoint,
+)
+from fer_core.data import FerData, class_weights, ferplus_targets, stratified_split
 from fer_core.errors import CheckpointError, DataError
 from fer_core.labels import CLASSES
 from fer_core.models import build_model
@@ -64,12 +70,25 @@ class DataSelection:
     val: str | float = "public_test"
     limit: int | None = None  # stratified subset of the training images (fast CPU runs)
     seed: int = 0
+    ferplus: str | None = None  # FER+ vote file (fer2013new.csv): train on soft labels
+    ferplus_weight: float = 0.5  # share of the FER+ votes in each soft label
 
 
 def select_data(
     data: FerData, selection: DataSelection
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(train_images, train_labels, val_images, val_labels) per the selection."""
+    train_idx, val_idx = select_indices(data, selection)
+    return (
+        data.images[train_idx],
+        data.labels[train_idx],
+        data.images[val_idx],
+        data.labels[val_idx],
+    )
+
+
+def select_indices(data: FerData, selection: DataSelection) -> tuple[np.ndarray, np.ndarray]:
+    """(training indices, validation indices) into `data` per the selection."""
     train_idx = np.flatnonzero(data.split_mask("train"))
     if len(train_idx) == 0:
         raise DataError("the dataset has no training split (train/ folder or Usage=Training)")
@@ -94,22 +113,37 @@ def select_data(
                 data.labels[val_idx], max(0.05, min(0.95, fraction)), selection.seed
             )
             val_idx = val_idx[v]
-    return (
-        data.images[train_idx],
-        data.labels[train_idx],
-        data.images[val_idx],
-        data.labels[val_idx],
+    return train_idx, val_idx
+
+
+def soft_labels(data: FerData, train_idx: np.ndarray, selection: DataSelection):
+    """The training images' soft labels from the selection's FER+ file, or None without one."""
+    if not selection.ferplus:
+        return None
+    if (data.rows[train_idx] < 0).all():
+        raise DataError(
+            "FER+ labels need FER2013 row numbers (the Kaggle CSV, or the archive's "
+            "Training_<row>.png names); this dataset has none"
+        )
+    targets, _ = ferplus_targets(
+        selection.ferplus, data.rows[train_idx], data.labels[train_idx], selection.ferplus_weight
     )
+    return targets
 
 
 class RunRecorder(Callback):
     """Writes history, resumable state and the best checkpoint after every finished epoch."""
 
-    def __init__(self, run_dir: Path, arch: str, arch_kwargs: dict, meta: dict) -> None:
+    def __init__(
+        self, run_dir: Path, arch: str, arch_kwargs: dict, meta: dict, init: dict | None = None
+    ) -> None:
         self.run_dir = run_dir
         self.arch = arch
         self.arch_kwargs = arch_kwargs
         self.meta = meta
+        self.extra = {"run": run_dir.name, "command": meta.get("command", "")}
+        if init is not None:  # a fine-tuned model keeps the record of what it started from
+            self.extra["init"] = init
 
     def on_train_start(self, trainer: Trainer) -> None:
         self._update_run(status="running", started=_now())
@@ -133,7 +167,7 @@ class RunRecorder(Callback):
                     "val_loss": metrics.val_loss,
                     "val_split": self.meta.get("val"),
                 },
-                extra={"run": self.run_dir.name, "command": self.meta.get("command", "")},
+                extra=self.extra,
             )
         # State before history: history never claims an epoch the state cannot resume from.
         atomic_torch_save(trainer.state_dict(), self.run_dir / STATE_FILE)
@@ -176,8 +210,12 @@ def train_run(
     command: str = "",
     resume: bool = True,
     trainer_hook=None,
+    init: Checkpoint | None = None,
 ) -> tuple[Path, TrainResult]:
     """Train `recipe` on `data` into `run_dir`; resumes from its state.pt when present.
+
+    init: a loaded checkpoint of the recipe's architecture to fine-tune instead of starting from
+    random weights.
 
     trainer_hook(trainer), if given, receives the Trainer before training starts (the app keeps
     it to request a stop). Returns (path of best.pt, result).
@@ -186,7 +224,10 @@ def train_run(
     run_dir.mkdir(parents=True, exist_ok=True)
     for stale in run_dir.glob(".*.tmp"):  # left by a writer that was killed mid-write
         stale.unlink(missing_ok=True)
-    x_train, y_train, x_val, y_val = select_data(data, selection)
+    train_idx, val_idx = select_indices(data, selection)
+    x_train, y_train = data.images[train_idx], data.labels[train_idx]
+    x_val, y_val = data.images[val_idx], data.labels[val_idx]
+    targets = soft_labels(data, train_idx, selection)
     config = recipe.config
     if recipe.class_weighting != "none" and config.class_weights is None:
         counts = np.bincount(y_train, minlength=len(CLASSES))
@@ -203,6 +244,12 @@ def train_run(
         "limit": selection.limit,
         "n_train": len(y_train),
         "n_val": len(y_val),
+        "soft_labels": (
+            {"ferplus": str(selection.ferplus), "weight": selection.ferplus_weight}
+            if selection.ferplus
+            else None
+        ),
+        "init": init.name if init is not None else None,
         "command": command,
     }
     run_path, state_path = run_dir / RUN_FILE, run_dir / STATE_FILE
@@ -215,11 +262,23 @@ def train_run(
                 "it with the same ones or choose a new run folder"
             )
     seed_everything(config.seed)
-    model = build_model(recipe.arch, **arch_kwargs)  # before any record: bad options save nothing
+    if init is not None:  # fine-tuning: start from a checkpoint's weights
+        if (init.arch, init.arch_kwargs) != (recipe.arch, arch_kwargs):
+            raise CheckpointError(
+                f"{init.name} is {init.arch} {init.arch_kwargs}, not the run's {recipe.arch} "
+                f"{arch_kwargs}"
+            )
+        model = init.model
+    else:
+        model = build_model(
+            recipe.arch, **arch_kwargs
+        )  # before any record: bad options save nothing
     if not run_path.exists() or not resuming:
         write_json_atomic(run_path, {**meta, "status": "created", "created": _now()})
-    recorder = RunRecorder(run_dir, recipe.arch, arch_kwargs, meta)
-    trainer = Trainer(model, config, x_train, y_train, x_val, y_val, [recorder, *callbacks])
+    recorder = RunRecorder(run_dir, recipe.arch, arch_kwargs, meta, init_record(init))
+    trainer = Trainer(
+        model, config, x_train, y_train, x_val, y_val, [recorder, *callbacks], train_targets=targets
+    )
     if resuming:
         try:
             trainer.load_state_dict(safe_torch_load(state_path))
@@ -234,7 +293,29 @@ def train_run(
     return run_dir / BEST_FILE, result
 
 
-_RESUME_KEYS = ("arch", "arch_kwargs", "train_config", "class_weighting", "val", "limit")
+def init_record(init: Checkpoint | None) -> dict | None:
+    """What a fine-tuned checkpoint records of the one it started from: its name, training
+    command and recipe, and that checkpoint's own starting point, if any."""
+    if init is None:
+        return None
+    return {
+        "checkpoint": init.name,
+        "command": init.extra.get("command", ""),
+        "train_config": init.train_config,
+        **({"init": init.extra["init"]} if "init" in init.extra else {}),
+    }
+
+
+# "init" is not among them: a resumed run takes its weights from state.pt
+_RESUME_KEYS = (
+    "arch",
+    "arch_kwargs",
+    "train_config",
+    "class_weighting",
+    "val",
+    "limit",
+    "soft_labels",
+)
 _ANY_DEVICE = ("device", "compile")  # a run may resume on another device
 
 
@@ -280,7 +361,13 @@ def recipe_of(run: RunSummary) -> tuple[Recipe, DataSelection]:
             record.get("class_weighting", "none"),
             arch_kwargs=dict(record.get("arch_kwargs") or {}),
         )
-        return recipe, DataSelection(val=val, limit=record.get("limit"))
+        soft = record.get("soft_labels") or {}
+        return recipe, DataSelection(
+            val=val,
+            limit=record.get("limit"),
+            ferplus=soft.get("ferplus"),
+            ferplus_weight=float(soft.get("weight", 0.5)),
+        )
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(
             f"{run.name}: run.json does not describe a run to resume ({exc})"

@@ -164,6 +164,7 @@ class Trainer:
         val_images: np.ndarray,
         val_labels: np.ndarray,
         callbacks: list[Callback] | tuple[Callback, ...] = (),
+        train_targets: np.ndarray | None = None,  # (N, classes) soft labels, rows sum to 1
     ) -> None:
         if len(train_images) < config.batch_size and len(train_images) < 2:
             raise ValueError("need at least two training images")
@@ -204,6 +205,13 @@ class Trainer:
 
         self.x_train = torch.from_numpy(np.ascontiguousarray(train_images)).to(self.device)
         self.y_train = torch.from_numpy(np.asarray(train_labels, dtype=np.int64)).to(self.device)
+        # Soft labels replace the hard ones as the loss's target; accuracy stays on the hard ones.
+        self.t_train = None
+        if train_targets is not None:
+            targets = np.asarray(train_targets, dtype=np.float32)
+            if targets.shape[0] != len(train_labels) or targets.ndim != 2:
+                raise ValueError("train_targets must have one row of class probabilities per image")
+            self.t_train = torch.from_numpy(targets).to(self.device)
         self.x_val = torch.from_numpy(np.ascontiguousarray(val_images)).to(self.device)
         self.y_val = np.asarray(val_labels, dtype=np.int64)
         self.num_classes = self._infer_num_classes()
@@ -408,13 +416,13 @@ class Trainer:
                 return None, 0.0
             index = order[b * cfg.batch_size : (b + 1) * cfg.batch_size]
             x, y = self._batch_input(index), self.y_train[index]
-            target: torch.Tensor = y
+            target: torch.Tensor = y if self.t_train is None else self.t_train[index]
             mixing = (cfg.mixup_alpha > 0 or cfg.cutmix_alpha > 0) and (
                 torch.rand(1, generator=self.generator, device=self.device).item() < cfg.mix_prob
             )
             if mixing:
-                onehot = F.one_hot(y, self.num_classes).float()
-                x, target = mix_batch(x, onehot, cfg.mixup_alpha, cfg.cutmix_alpha, self.generator)
+                soft = target if target.dim() == 2 else F.one_hot(y, self.num_classes).float()
+                x, target = mix_batch(x, soft, cfg.mixup_alpha, cfg.cutmix_alpha, self.generator)
             self.optimizer.zero_grad(set_to_none=True)
             logits, loss, shown = self._loss(x, target)
             loss.backward()

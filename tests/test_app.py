@@ -247,3 +247,50 @@ def test_a_recipe_sets_every_field_of_the_form(app_env, tmp_path):
         assert by_label(at.selectbox, "Architecture").value == arch, name
         assert by_label(at.selectbox, "Class weighting").value == weighting, name
         assert by_label(at.selectbox, "Validation").value == "public_test", name
+
+
+def test_face_detection_options_reach_the_detector(app_env, csv_data):
+    """Predict's "Face detection" expander: two faces by default, one with "Only the largest face"
+    (the larger), and the turned face only with the rotation search on."""
+    import cv2
+
+    faces = csv_data.split("public_test").images
+    scene = scene_with_face(faces[0], size=200, at=(40, 120))
+    scene[150:280, 420:550] = cv2.resize(faces[1], (130, 130), interpolation=cv2.INTER_CUBIC)
+    at = open_page("app_pages/predict.py", None)
+    at.file_uploader[0].set_value(("two.png", _png(scene), "image/png"))
+    at.run()
+    labelled = lambda: sum(f"{c}**" in m.value for m in at.markdown for c in CLASSES)  # noqa: E731
+    assert not at.exception and labelled() == 2
+    by_label(at.checkbox, "Only the largest face").set_value(True)
+    at.run()
+    assert not at.exception and labelled() == 1
+    by_label(at.checkbox, "Only the largest face").set_value(False)
+    turned = cv2.warpAffine(
+        scene_with_face(faces[0], size=200, at=(220, 140)),
+        cv2.getRotationMatrix2D((320, 240), 30, 1.0),
+        (640, 480),
+        borderMode=cv2.BORDER_REPLICATE,
+    )
+    at.file_uploader[0].set_value(("turned.png", _png(turned), "image/png"))
+    by_label(at.select_slider, "Rotation search").set_value(0)
+    at.run()
+    assert not at.exception and labelled() == 0
+    by_label(at.select_slider, "Rotation search").set_value(30)
+    at.run()
+    assert not at.exception and labelled() == 1
+
+
+def test_option_changes_redo_only_what_they_change(app_env, csv_data):
+    """Predictions are kept per photo and option: saliency reuses them, a new TTA adds one."""
+    face = csv_data.split("public_test").images[0]
+    at = open_page("app_pages/predict.py", None)
+    at.file_uploader[0].set_value(("scene.png", _png(scene_with_face(face)), "image/png"))
+    at.run()
+    assert not at.exception and len(at.session_state["photo_predictions"]) == 1
+    by_label(at.toggle, "Grad-CAM saliency").set_value(True)
+    at.run()
+    assert not at.exception and len(at.session_state["photo_predictions"]) == 1
+    by_label(at.selectbox, "Test-time augmentation").set_value("none")
+    at.run()
+    assert not at.exception and len(at.session_state["photo_predictions"]) == 2

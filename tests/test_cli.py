@@ -205,3 +205,25 @@ def test_train_shipped_recipe_with_architecture_options(tmp_path, extra, arch, a
     cli("train", "--data", CSV_PATH, *args, "--run-dir", run, "--quiet", *extra)
     record = json.loads((run / "run.json").read_text())
     assert record["arch"] == arch and record["arch_kwargs"] == arch_kwargs
+
+
+def test_train_fine_tunes_a_checkpoint_on_ferplus_soft_labels(tmp_path):
+    from conftest import FERPLUS_PATH
+
+    run = tmp_path / "ft"
+    args = ["--recipe", "shipped_fast", "--epochs", "1", "--limit", "64", "--device", "cpu"]
+    init = REPO / "checkpoints" / "fer_model_fast.pt"
+    cli("train", "--data", CSV_PATH, *args, "--run-dir", run, "--quiet", "--init", init,
+        "--ferplus", FERPLUS_PATH, "--ferplus-weight", "0.25")  # fmt: skip
+    record = json.loads((run / "run.json").read_text())
+    assert record["init"] == "fer_model_fast" and record["arch_kwargs"] == {"width": 32}
+    assert record["soft_labels"]["weight"] == 0.25
+    for bad, message in (
+        (["--init", init, "--width", "16"], "--init takes the architecture"),
+        (["--ferplus", tmp_path / "none.csv"], "no FER+ file"),
+        (["--ferplus", FERPLUS_PATH, "--ferplus-weight", "2"], "between 0 and 1"),
+    ):
+        proc = cli("train", "--data", CSV_PATH, *args, "--run-dir", tmp_path / "x", *bad,
+                   check=False)  # fmt: skip
+        assert proc.returncode != 0 and message in proc.stderr
+        assert "Traceback" not in proc.stderr

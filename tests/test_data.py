@@ -208,3 +208,29 @@ def test_training_subset_has_exactly_the_requested_size(csv_data):
         assert np.allclose(share, n / len(labels), atol=0.01)
         x_train, y_train, _, _ = select_data(csv_data, DataSelection(limit=n))
         assert len(x_train) == len(y_train) == n
+
+
+def test_ferplus_soft_labels_blend_the_votes_with_the_label(csv_data):
+    from fer_core.data import ferplus_targets, read_ferplus_votes
+
+    train = csv_data.split("train")
+    rows, labels = train.rows[:2000], train.labels[:2000]
+    columns, votes = read_ferplus_votes(FERPLUS_PATH)
+    hard, covered = ferplus_targets(FERPLUS_PATH, rows, labels, 0.0)
+    assert np.array_equal(hard, np.eye(len(CLASSES), dtype=np.float32)[labels])
+    soft, covered = ferplus_targets(FERPLUS_PATH, rows, labels, 0.4)
+    assert soft.shape == (2000, len(CLASSES)) and np.allclose(soft.sum(1), 1.0, atol=1e-6)
+    assert 1800 < covered <= 2000
+    # one image by hand: its own label at 0.6 plus 0.4 x the shares of our seven classes' votes
+    i = next(i for i in range(2000) if int(rows[i]) in votes and soft[i].max() < 0.99)
+    counts = dict(zip(columns, votes[int(rows[i])]))
+    ours = np.array([counts[c] for c in ("anger", "disgust", "fear", "happiness", "sadness",
+                                         "surprise", "neutral")], dtype=np.float64)  # fmt: skip
+    expected = 0.4 * ours / ours.sum()
+    expected[labels[i]] += 0.6
+    assert np.allclose(soft[i], expected, atol=1e-6)
+    # an image FER+ has no votes for keeps its own label
+    missing = [i for i in range(2000) if int(rows[i]) not in votes]
+    assert all(soft[i][labels[i]] == 1.0 for i in missing)
+    with pytest.raises(ValueError):
+        ferplus_targets(FERPLUS_PATH, rows, labels, 1.5)

@@ -130,3 +130,27 @@ def test_predict_frames_batches(csv_data, tiny_predictor):
     frames = [scene_with_face(face), np.full((480, 640), 90, np.uint8)]
     out = tiny_predictor.predict_frames(frames)
     assert len(out) == 2 and out[1] == []
+
+
+def test_whole_image_prediction_never_loads_the_detector(tiny_predictor):
+    """--no-detect and "treat each image as one face" must work where OpenCV has no cascades."""
+    predictor = type(tiny_predictor)(tiny_predictor.ckpt)
+    predictor.predict_array(np.full((48, 48), 120, np.uint8), detect=False)
+    assert predictor._detector is None
+    predictor.predict_array(np.full((120, 160), 120, np.uint8))
+    assert predictor._detector is not None
+
+
+def test_faces_are_numbered_left_to_right(csv_data, tiny_predictor):
+    from fer_core.draw import annotate
+    from fer_core.predict import in_reading_order
+
+    faces = csv_data.split("public_test").images
+    scene = scene_with_face(faces[0], size=200, at=(420, 120))  # the larger face on the right
+    scene[150:280, 60:190] = cv2.resize(faces[1], (130, 130), interpolation=cv2.INTER_CUBIC)
+    found = tiny_predictor.predict_array(scene)
+    assert len(found) == 2 and found[0].box.x > found[1].box.x  # largest first
+    ordered = in_reading_order(found)
+    assert [f.box.x for f in ordered] == sorted(f.box.x for f in found)
+    drawn = annotate(np.dstack([scene] * 3), ordered, tags=["1", "2"])
+    assert drawn.shape == (480, 640, 3) and not np.array_equal(drawn[..., 0], scene)

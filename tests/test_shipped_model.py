@@ -29,14 +29,31 @@ def test_shipped_checkpoints_are_small_and_self_describing():
 
 
 @pytest.mark.parametrize(
-    "path, recipe", [(DEFAULT_CHECKPOINT, "shipped"), (FAST_CHECKPOINT, "shipped_fast")]
+    "path, recipe, photo_augment",
+    [(DEFAULT_CHECKPOINT, "shipped", True), (FAST_CHECKPOINT, "shipped_fast", False)],
 )
-def test_named_recipe_reproduces_the_shipped_config(path, recipe):
-    """`--recipe shipped` is exactly the configuration stored in the shipped checkpoint."""
+def test_named_recipe_reproduces_the_shipped_config(path, recipe, photo_augment):
+    """Both training stages of a shipped model are recorded in it: stage 1 is exactly `--recipe
+    shipped` (or shipped_fast); stage 2 is that recipe with the model card's fine-tuning flags
+    (`--init ... --epochs 30 --lr 0.01 [--photo-augment]`)."""
+    from dataclasses import replace
+
+    from fer_core.augment import with_photo_degradations
     from fer_core.recipes import get_recipe
     from fer_core.train import TrainConfig
 
     ckpt = load_checkpoint(path)
-    assert TrainConfig.from_dict(ckpt.train_config) == get_recipe(recipe).config
-    assert ckpt.arch == get_recipe(recipe).arch
-    assert ckpt.arch_kwargs == get_recipe(recipe).arch_kwargs
+    named = get_recipe(recipe)
+    stage1 = ckpt.extra["init"]
+    assert TrainConfig.from_dict(stage1["train_config"]) == named.config
+    assert stage1["command"].startswith("python -m fer_core train")
+    augment = (
+        with_photo_degradations(named.config.augment) if photo_augment else named.config.augment
+    )
+    expected = replace(named.config, epochs=30, lr=0.01, augment=augment)
+    assert TrainConfig.from_dict(ckpt.train_config) == expected
+    command = ckpt.extra["command"]
+    assert "--init" in command and "--ferplus" in command
+    assert ("--photo-augment" in command) == photo_augment
+    assert ckpt.arch == named.arch
+    assert ckpt.arch_kwargs == named.arch_kwargs

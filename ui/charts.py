@@ -174,13 +174,16 @@ def probabilities(probs: dict[str, float], height: int = 220) -> go.Figure:
             orientation="h",
             marker_color=[_rgb(n) for n in names],
             text=[f"{probs[n]:.0%}" for n in names],
-            textposition="auto",
+            # beside each bar, level: inside small bars plotly turned the labels sideways
+            textposition="outside",
+            textangle=0,
+            cliponaxis=False,
         )
     )
     fig.update_layout(
         height=height,
         margin=dict(t=10, b=10, l=10, r=10),
-        xaxis=dict(range=[0, 1], tickformat=".0%"),
+        xaxis=dict(range=[0, 1.18], tickformat=".0%", tickvals=[0, 0.25, 0.5, 0.75, 1.0]),
         yaxis_autorange="reversed",
     )
     return fig

@@ -4,7 +4,10 @@ The comparison runs train concurrently on one GPU, so their wall times include w
 other. This trains each configuration alone for a few epochs (with its per-epoch validation) and
 prints one JSON line: {name: seconds of the last epoch}. Training time = epochs run x that.
 
-    python tools/gpu/epoch_times.py --data .gpu/fer.zip [--epochs 3]
+    python tools/gpu/epoch_times.py --data .gpu/fer.zip [--epochs 3] [--extra NAME:WIDTH:SAM ...]
+
+`shipped` and the --extra configurations use the current shipped recipe (4 branches); the times in
+bench/results/experiments.json (epoch_times_h100) were measured when it was one network.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from fer_core.data import load_dataset
 from fer_core.models import build_model
-from fer_core.recipes import get_recipe
+from fer_core.recipes import get_recipe, with_arch
 from fer_core.runs import DataSelection, select_data
 from fer_core.train import Trainer, seed_everything
 
@@ -30,7 +33,7 @@ def configurations(extra: list[str]):
     shipped = get_recipe("shipped")
     for i, arch in enumerate(SEED_ARCHS):
         yield f"own_{i}", get_recipe(f"seed00{i}"), {}
-        yield f"ours_{i}", replace(shipped, arch=arch), {}
+        yield f"ours_{i}", with_arch(shipped, arch), {}
     yield "shipped", shipped, {}
     for spec in extra:  # name:width:sam
         name, width, sam = spec.split(":")

@@ -1,6 +1,7 @@
 """Evaluate: accuracy, macro-F1, per-class report, confusion matrix, and the faces a model gets wrong."""
 
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -190,10 +191,13 @@ tta = c2.selectbox(
 model_path = state.active_model_path()
 st.caption(f"Model: `{ckpt.name}` ({ckpt.arch}); change it in the sidebar.")
 request = (model_path, state.stamp(model_path), split, tta)
+full_request = (*request[:2], state.active_data_path(), state.stamp(state.active_data_path()),
+                split, tta)  # fmt: skip
 requested = st.session_state.setdefault(state.EVAL_REQUESTS, set())
-if st.button("▶ Evaluate", type="primary", help="About a minute for PublicTest on 2 CPU cores"):
+if st.button("▶ Evaluate", type="primary", help="Shows its progress; the result is kept"):
     requested.add(request)
-if request not in requested:
+result = state.stored_evaluation(*full_request)  # evaluated before: shown at once
+if result is None and request not in requested:
     stored = ckpt.metrics.get(split)
     if stored and stored.get("tta") == tta:
         st.info(
@@ -207,14 +211,21 @@ if request not in requested:
             "matrix and the mistakes for this split."
         )
     st.stop()
-result = state.evaluation(
-    model_path,
-    state.stamp(model_path),
-    state.active_data_path(),
-    state.stamp(state.active_data_path()),
-    split,
-    tta,
-)
+if result is None:
+    slot = st.empty()
+    with slot.container():
+        bar = st.progress(0.0, text="Evaluating…")
+        # a click reruns the page, which stops the evaluation at its next batch
+        st.button("✖ Cancel", on_click=requested.discard, args=(request,), key="eval_cancel")
+    started = time.monotonic()
+
+    def progress(done: int, total: int) -> None:
+        left = (time.monotonic() - started) / done * (total - done)
+        bar.progress(done / total, text=f"Evaluating {done:,} of {total:,} faces, about "
+                     f"{left:.0f} s left")  # fmt: skip
+
+    result = state.evaluation(*full_request, progress=progress)
+    slot.empty()
 show_metrics(result)
 downloads(result, f"{ckpt.name}_{split}")
 

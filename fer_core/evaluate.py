@@ -133,17 +133,30 @@ def _mistakes(y_true, y_pred, probs, found, classes, rows, names) -> list[Mistak
 
 
 def evaluate_checkpoint(
-    ckpt, data, split: str, tta: str = "flip", batch_size: int = 512, device: str | None = None
+    ckpt,
+    data,
+    split: str,
+    tta: str = "flip",
+    batch_size: int = 512,
+    device: str | None = None,
+    progress=None,
 ) -> tuple[EvalResult, np.ndarray]:
     """Evaluate a loaded `Checkpoint` on one split of a `FerData`. Returns (result, probs), the
-    probabilities calibrated with the checkpoint's temperature."""
+    probabilities calibrated with the checkpoint's temperature. `progress(done, total)` is called
+    after each batch of faces."""
     from fer_core.inference import predict_proba, resolve_device
 
     subset = data.split(split)
     if device is not None:
         ckpt.model.to(resolve_device(device))
     raw = predict_proba(
-        ckpt.model, subset.images, ckpt.mean, ckpt.std, tta=tta, batch_size=batch_size
+        ckpt.model,
+        subset.images,
+        ckpt.mean,
+        ckpt.std,
+        tta=tta,
+        batch_size=batch_size,
+        progress=progress,
     )
     probs, calibration = calibrate(raw, subset.labels, ckpt.temperature)
     result = compute_metrics(

@@ -6,6 +6,7 @@ Training validation, evaluation and prediction all go through `predict_proba`, s
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import nullcontext
 
 import numpy as np
@@ -49,11 +50,13 @@ def predict_logits(
     batch_size: int = 512,
     amp: bool = True,
     temperature: float = 1.0,
+    progress: Callable[[int, int], None] | None = None,
 ) -> torch.Tensor:
     """Mean logits over test-time views for (N, H, W) uint8 faces; returns (N, K) float32 on CPU.
 
     Views are averaged in probability space and returned as log-probabilities, so softmax of the
     result is the averaged probability; `temperature` then calibrates them (`calibration.py`).
+    `progress(done, total)` is called after each batch.
     """
     device = next(model.parameters()).device
     if device.type == "cpu":
@@ -74,6 +77,8 @@ def predict_logits(
             logits = model(flat).float()
         probs = logits.softmax(-1).reshape(v, b, -1).mean(0)
         out.append(probs.clamp_min(1e-12).log().cpu())
+        if progress is not None:
+            progress(min(start + batch_size, len(images)), len(images))
     model.train(was_training)
     if not out:
         return torch.empty(0, 0)
@@ -89,7 +94,8 @@ def predict_proba(
     batch_size: int = 512,
     amp: bool = True,
     temperature: float = 1.0,
+    progress: Callable[[int, int], None] | None = None,
 ) -> np.ndarray:
     """(N, H, W) uint8 faces -> (N, K) probabilities as a float32 numpy array."""
-    logp = predict_logits(model, images, mean, std, tta, batch_size, amp, temperature)
+    logp = predict_logits(model, images, mean, std, tta, batch_size, amp, temperature, progress)
     return logp.exp().numpy().astype(np.float32)

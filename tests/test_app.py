@@ -94,6 +94,12 @@ def test_evaluate_button_computes_metrics_and_mistakes(app_env, csv_data):
     assert not at.exception, [e.value for e in at.exception]
     assert "Accuracy" in texts(at) and "Mistakes" in [s.value for s in at.subheader]
     assert any("predicted as" in c.value for c in at.caption)  # a confusion cell's mistakes
+    # the finished evaluation is kept on disk: another session (or a restart) shows it at once
+    assert len(list((app_env / "app" / "evaluations").glob("*.json"))) == 1
+    again = open_page("app_pages/evaluate.py", str(CSV_PATH))
+    assert not again.exception
+    assert "Mistakes" in [s.value for s in again.subheader]
+    assert not any("stored with this model" in i.value for i in again.info)
 
 
 def test_bad_dataset_path_is_a_friendly_error(app_env):

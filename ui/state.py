@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 import threading
@@ -266,16 +267,53 @@ def ferplus_path(data_path: str) -> Path | None:
     return None
 
 
-@st.cache_data(show_spinner="Evaluating…", max_entries=8)
-def evaluation(
+def evaluation_file(
     model_path: str, model_stamp: float, data_path: str, data_stamp: float, split: str, tta: str
-) -> dict:
-    """The evaluation of a model on a split, as fer_core.evaluate returns it (all mistakes)."""
-    from fer_core.evaluate import evaluate_checkpoint
+) -> Path:
+    """Where a finished evaluation of a model (file and modification time), dataset, split and
+    TTA is kept, so a second visit or a restart shows it at once."""
+    import hashlib
 
+    key = json.dumps([str(Path(model_path).resolve()), model_stamp, str(data_path), data_stamp,
+                      split, tta])  # fmt: skip
+    folder = app_dir() / "evaluations"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.json"
+
+
+def stored_evaluation(*request) -> dict | None:
+    """The kept evaluation for `evaluation_file(*request)`, or None (also for an unreadable file)."""
+    path = evaluation_file(*request)
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def evaluation(
+    model_path: str,
+    model_stamp: float,
+    data_path: str,
+    data_stamp: float,
+    split: str,
+    tta: str,
+    progress=None,
+) -> dict:
+    """The evaluation of a model on a split, as fer_core.evaluate returns it (all mistakes),
+    computed once and kept on disk. `progress(done, total)` is called as faces are classified."""
+    from fer_core.evaluate import evaluate_checkpoint
+    from fer_core.runs import write_json_atomic
+
+    request = (model_path, model_stamp, data_path, data_stamp, split, tta)
+    kept = stored_evaluation(*request)
+    if kept is not None:
+        return kept
     ckpt = _load_checkpoint(model_path, model_stamp)
-    result, _ = evaluate_checkpoint(ckpt, _load_data(data_path, data_stamp), split, tta=tta)
-    return result.to_dict(max_mistakes=None)
+    data = _load_data(data_path, data_stamp)
+    result, _ = evaluate_checkpoint(ckpt, data, split, tta=tta, progress=progress)
+    record = result.to_dict(max_mistakes=None)
+    write_json_atomic(evaluation_file(*request), record)
+    return record
 
 
 def save_upload(upload) -> str:

@@ -50,6 +50,9 @@ def show_metrics(result: dict) -> None:
         )
 
 
+PER_PAGE = 24  # mistakes shown at once
+
+
 def browse_mistakes(mistakes: list[Mistake], face_of, key: str) -> None:
     """Pick a confusion cell and see its mistakes, most confident first; face_of(m) -> (48, 48)."""
     pairs = pd.Series([(m.true, m.pred) for m in mistakes]).value_counts()
@@ -68,10 +71,18 @@ def browse_mistakes(mistakes: list[Mistake], face_of, key: str) -> None:
     )
     saliency = c3.toggle("Grad-CAM saliency", value=True, key=f"{key}_s")
     cell = [m for m in mistakes if m.true == true and m.pred == pred]
+    pages = max(1, -(-len(cell) // PER_PAGE))
+    page = 1
+    if pages > 1:
+        page = st.number_input(
+            f"Page (of {pages})", 1, pages, 1, key=f"{key}_page_{true}_{pred}", width=160
+        )
+    first = (page - 1) * PER_PAGE
+    shown = cell[first : first + PER_PAGE]
     st.caption(
-        f"{len(cell)} faces of class **{true}** predicted as **{pred}**, most confident first."
+        f"{len(cell)} faces of class **{true}** predicted as **{pred}**, most confident first"
+        + (f"; {first + 1}-{first + len(shown)} shown." if pages > 1 else ".")
     )
-    shown = cell[:24]
     if not shown:
         return
     faces = np.stack([face_of(m) for m in shown])

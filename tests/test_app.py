@@ -100,6 +100,12 @@ def test_evaluate_button_computes_metrics_and_mistakes(app_env, csv_data):
     assert not again.exception
     assert "Mistakes" in [s.value for s in again.subheader]
     assert not any("stored with this model" in i.value for i in again.info)
+    # the largest confusion cell holds more than one page of faces: page 2 shows the next 24
+    pager = next(n for n in again.number_input if n.label.startswith("Page (of "))
+    pager.set_value(2)
+    again.run()
+    assert not again.exception
+    assert any("25-48 shown" in c.value for c in again.caption)
 
 
 def test_bad_dataset_path_is_a_friendly_error(app_env):

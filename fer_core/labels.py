@@ -7,7 +7,6 @@ different order: always go through `folder_to_index`, never through `sorted(os.l
 
 CLASSES: tuple[str, ...] = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 NUM_CLASSES = len(CLASSES)
-DISPLAY_NAMES: tuple[str, ...] = tuple(name.capitalize() for name in CLASSES)
 EMOJI: dict[str, str] = {
     "angry": "😠",
     "disgust": "🤢",
@@ -53,7 +52,3 @@ def folder_to_index(name: str) -> int | None:
     key = name.strip().lower()
     key = _FOLDER_ALIASES.get(key, key)
     return CLASSES.index(key) if key in CLASSES else None
-
-
-def index_to_name(index: int) -> str:
-    return CLASSES[index]

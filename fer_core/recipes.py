@@ -147,8 +147,6 @@ RECIPES: dict[str, Recipe] = {
     ),
 }
 
-SEED_RECIPES = {f"seed{i:03d}": f"seed{i:03d}" for i in range(5)}
-
 
 def get_recipe(name: str) -> Recipe:
     if name not in RECIPES:

@@ -30,8 +30,6 @@ VIDEO_JOB = "video_job"  # the session's video analysis (ui/video.py)
 TRAIN_NOTICE = "train_notice"  # a message the Train page shows after its own st.rerun()
 STOP_CONFIRM = "stop_confirm"  # the run dir whose Stop (started by another session) awaits a yes
 
-ROOT = Path(__file__).resolve().parent.parent
-
 
 def secret(key: str):
     """A value from .streamlit/secrets.toml (or the cloud's Secrets), or None."""

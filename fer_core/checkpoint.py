@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import pickle
 import re
-import tempfile
 import warnings
 import zipfile
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from fer_core.atomic import atomic_write
 from fer_core.calibration import MAX_TEMPERATURE, MIN_TEMPERATURE
 from fer_core.checkpoint_info import (  # re-exported: where the shipped models live
     CHECKPOINT_DIR,  # noqa: F401
@@ -31,8 +31,6 @@ from fer_core.models import ARCHITECTURES, FerNet, build_model, count_parameters
 
 FORMAT = "fer_core.checkpoint"
 FORMAT_VERSION = 1
-_UMASK = os.umask(0o022)
-os.umask(_UMASK)
 _REQUIRED = ("format", "format_version", "arch", "arch_kwargs", "state_dict", "classes")
 _TYPES = {
     "arch_kwargs": dict,
@@ -126,20 +124,7 @@ def save_checkpoint(
 
 def atomic_torch_save(obj, path: str | os.PathLike) -> Path:
     """torch.save to a temp file in the same folder, fsync, then rename over the target."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; saved files follow the umask
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(obj, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, lambda handle: torch.save(obj, handle))
 
 
 def safe_torch_load(path: str | os.PathLike) -> dict:

@@ -8,6 +8,7 @@ file's path, size and modification time, so the second load of the full CSV take
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import gzip
 import hashlib
@@ -15,7 +16,6 @@ import io
 import os
 import re
 import struct
-import tempfile
 import threading
 import warnings
 import zipfile
@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fer_core.atomic import atomic_write
 from fer_core.errors import DataError
 from fer_core.labels import CLASSES, FERPLUS_COLUMNS, NUM_CLASSES, folder_to_index
 
@@ -556,22 +557,11 @@ def _read_cache(cache_file: Path, source: str) -> FerData | None:
 
 
 def _write_cache(cache_file: Path, data: FerData) -> None:
-    try:
-        cache_file.parent.mkdir(parents=True, exist_ok=True)
-        names = np.asarray(data.names) if any(data.names) else np.asarray([], dtype="<U1")
-        fd, tmp = tempfile.mkstemp(dir=cache_file.parent, suffix=".tmp")
-        with os.fdopen(fd, "wb") as handle:
-            np.savez(
-                handle,
-                images=data.images,
-                labels=data.labels,
-                splits=data.splits,
-                rows=data.rows,
-                names=names,
-            )
-        os.replace(tmp, cache_file)
-    except OSError:
-        pass  # caching is an optimisation; a read-only home must not break loading
+    names = np.asarray(data.names) if any(data.names) else np.asarray([], dtype="<U1")
+    arrays = {"images": data.images, "labels": data.labels, "splits": data.splits,
+              "rows": data.rows, "names": names}  # fmt: skip
+    with contextlib.suppress(OSError):  # caching is an optimisation: a read-only home must not
+        atomic_write(cache_file, lambda handle: np.savez(handle, **arrays))  # break loading
 
 
 # ----------------------------------------------------------------------------- splits and weights

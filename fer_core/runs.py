@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 
+from fer_core.atomic import atomic_write
 from fer_core.checkpoint import (
-    _UMASK,
     Checkpoint,
     atomic_torch_save,
     safe_torch_load,
@@ -49,18 +48,7 @@ from fer_core.train import (
 
 
 def write_json_atomic(path: Path, obj) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; like checkpoints, follow the umask
-        with os.fdopen(fd, "w") as handle:
-            json.dump(obj, handle, indent=1)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda handle: handle.write(json.dumps(obj, indent=1).encode()))
 
 
 @dataclass(frozen=True)

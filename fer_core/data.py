@@ -348,26 +348,7 @@ def read_archive_zip(path: str | os.PathLike) -> FerData:
         names = [info.filename for info in infos]
 
         def reader(member: str):
-            def read() -> bytes:
-                # A corrupt member (bad CRC, broken deflate data, a size that lies), an encrypted
-                # one (RuntimeError) or an unknown compression method (NotImplementedError).
-                try:
-                    with archive.open(member) as handle:
-                        data = handle.read(MAX_MEMBER_BYTES + 1)
-                except (
-                    zipfile.BadZipFile,
-                    zlib.error,
-                    EOFError,
-                    OSError,
-                    RuntimeError,
-                    NotImplementedError,
-                ) as exc:
-                    raise DataError(f"{path.name}: cannot read member {member} ({exc})") from None
-                if len(data) > MAX_MEMBER_BYTES:
-                    raise DataError(f"{path.name}: member {member} is too large")
-                return data
-
-            return read
+            return lambda: read_zip_member(archive, member, MAX_MEMBER_BYTES, path.name)
 
         members = list(_classify_members(names, reader, path.name))
         return _decode_members(members, str(path))
@@ -383,6 +364,27 @@ def list_files(root: Path) -> list[str]:
             if not full.is_symlink() and full.is_file():
                 files.append(full.relative_to(root).as_posix())
     return files
+
+
+def read_zip_member(archive: zipfile.ZipFile, member: str, limit: int, source: str) -> bytes:
+    """One member's bytes, at most `limit`; DataError for a corrupt member (bad CRC, broken
+    deflate data, a size that lies), an encrypted one (RuntimeError), an unknown compression
+    method (NotImplementedError) or one larger than `limit` whatever its header says."""
+    try:
+        with archive.open(member) as handle:
+            data = handle.read(limit + 1)
+    except (
+        zipfile.BadZipFile,
+        zlib.error,
+        EOFError,
+        OSError,
+        RuntimeError,
+        NotImplementedError,
+    ) as exc:
+        raise DataError(f"{source}: cannot read member {member} ({exc})") from None
+    if len(data) > limit:
+        raise DataError(f"{source}: member {member} is too large (over {limit // 2**20} MB)")
+    return data
 
 
 def read_archive_folder(path: str | os.PathLike) -> FerData:

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import os
 import zipfile
-import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from fer_core.data import list_files
+from fer_core.data import list_files, read_zip_member
 from fer_core.errors import DataError, FerError
 from fer_core.faces import MAX_FILE_BYTES, load_image
 from fer_core.labels import CLASSES, folder_to_index
@@ -149,20 +148,6 @@ def _list_zip(path: Path) -> tuple[list[str], Callable[[str], bytes]]:
             raise DataError(f"{path.name}: unsafe path in archive: {info.filename!r}")
 
     def read(name: str) -> bytes:
-        try:
-            with archive.open(name) as handle:
-                data = handle.read(MAX_FILE_BYTES + 1)
-        except (
-            zipfile.BadZipFile,
-            zlib.error,
-            OSError,
-            EOFError,
-            RuntimeError,
-            NotImplementedError,
-        ) as exc:
-            raise DataError(f"{path.name}: cannot read {name} ({exc})") from None
-        if len(data) > MAX_FILE_BYTES:
-            raise DataError(f"{name}: larger than {MAX_FILE_BYTES // 2**20} MB")
-        return data
+        return read_zip_member(archive, name, MAX_FILE_BYTES, path.name)
 
     return [i.filename for i in infos], read

@@ -5,6 +5,8 @@ from __future__ import annotations
 import gzip
 import io
 import os
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -110,3 +112,18 @@ def _close_browser_pages(request):
     if "browser" in request.fixturenames:
         for context in request.getfixturevalue("browser").contexts:
             context.close()
+
+
+def cli(*args, check=True, timeout=900):
+    """`python -m fer_core ARGS` in a real subprocess from the repository root; with check, a
+    non-zero exit fails the test with both streams."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "fer_core", *map(str, args)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+    return proc

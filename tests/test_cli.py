@@ -9,23 +9,10 @@ import sys
 import cv2
 import numpy as np
 import pytest
-from conftest import CSV_PATH, REPO, ZIP_PATH
+from conftest import CSV_PATH, REPO, ZIP_PATH, cli
 from test_faces_predict import scene_with_face
 
 from fer_core.labels import CLASSES
-
-
-def cli(*args, check=True):
-    proc = subprocess.run(
-        [sys.executable, "-m", "fer_core", *map(str, args)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    if check and proc.returncode != 0:
-        raise AssertionError(f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
-    return proc
 
 
 @pytest.mark.parametrize("path", [CSV_PATH, ZIP_PATH])

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import zipfile
 
 import numpy as np
 import pytest
 import torch
-from conftest import REPO, png_bytes, write_archive
+from conftest import REPO, cli, png_bytes, write_archive
 from test_app import app_env  # noqa: F401  (fixture)
 from test_faces_predict import scene_with_face
 
@@ -208,12 +206,7 @@ def test_shipped_models_carry_a_fitted_temperature():
 
 
 def _evaluate(*args: str) -> dict:
-    done = subprocess.run(
-        [sys.executable, "-m", "fer_core", "evaluate", *args, "--json", "--max-mistakes", "3"],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-    )
+    done = cli("evaluate", *args, "--json", "--max-mistakes", "3", check=False)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
 
@@ -243,12 +236,7 @@ def test_evaluate_on_the_taiwanese_dev_photos_detects_faces():
 
 def test_info_on_a_photo_set(tmp_path):
     root = write_archive(tmp_path / "p", {"fear/a.png": photo(0), "nope/b.png": photo(1)}, False)
-    done = subprocess.run(
-        [sys.executable, "-m", "fer_core", "info", "--data", str(root), "--json"],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-    )
+    done = cli("info", "--data", root, "--json", check=False)
     assert done.returncode == 0, done.stderr
     out = json.loads(done.stdout)
     assert out["kind"] == "photos" and out["counts"]["fear"] == 1
@@ -257,13 +245,7 @@ def test_info_on_a_photo_set(tmp_path):
 
 
 def test_no_detect_on_fer2013_is_a_clear_error(tmp_path):
-    done = subprocess.run(
-        [sys.executable, "-m", "fer_core", "evaluate", "--data", str(tmp_path / "x.csv"),
-         "--no-detect"],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-    )  # fmt: skip
+    done = cli("evaluate", "--data", tmp_path / "x.csv", "--no-detect", check=False)
     assert done.returncode == 1 and done.stderr.startswith("error: --no-detect")
 
 

@@ -9,8 +9,6 @@ from __future__ import annotations
 import csv
 import gc
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import av
@@ -18,7 +16,7 @@ import numpy as np
 import pytest
 from clips import Actor, Clip, crossing, detectable_faces, leave_and_return, score_tracking
 from clips import write_clip as write
-from conftest import REPO
+from conftest import REPO, cli
 
 from fer_core.__main__ import main
 from fer_core.checkpoint import FAST_CHECKPOINT
@@ -216,13 +214,7 @@ def test_cli_writes_the_csv_the_summary_and_the_video(faces, tmp_path):
     source = write(tmp_path / "two.mp4", clip)
     out = tmp_path / "out"
     args = ["video", source, "--out", out, "--every", 2, "--checkpoint", FAST_CHECKPOINT, "--json"]
-    proc = subprocess.run(
-        [sys.executable, "-m", "fer_core", *map(str, args)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    proc = cli(*args, check=False, timeout=300)
     assert proc.returncode == 0, proc.stderr
     summary = json.loads(proc.stdout)
     assert summary == json.loads((out / SUMMARY_NAME).read_text())
@@ -304,13 +296,7 @@ def test_bad_video_is_one_line_exit_1(bad_files, tmp_path, capsys, name, extra, 
 
 
 def test_truncated_video_in_a_subprocess_is_one_line(bad_files, tmp_path):
-    proc = subprocess.run(
-        [sys.executable, "-m", "fer_core", "video", bad_files["fast_cut"], "--out", tmp_path],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    proc = cli("video", bad_files["fast_cut"], "--out", tmp_path, check=False, timeout=300)
     assert (
         proc.returncode == 1
         and proc.stderr.startswith("error: ")

@@ -83,6 +83,9 @@ def test_video_tab_upload_progress_timeline_playback_downloads(server, browser, 
     deadline = time.time() + 60
     while "face 2" not in timeline_title(page) and time.time() < deadline:
         time.sleep(0.5)
+    # The timeline is drawn before the download buttons: a button clicked while the rerun is
+    # still on its way to them is the previous run's, whose file Streamlit has already revoked.
+    settle(page)
     page.screenshot(path=str(tmp_path / "results.png"), full_page=True)
     assert timeline_title(page) == "face 2"
 

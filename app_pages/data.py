@@ -210,20 +210,14 @@ elif (data.rows < 0).all():
     st.caption("This dataset's images carry no CSV row index, so FER+ labels cannot be matched.")
 else:
     from fer_core.data import load_ferplus
-    from fer_core.evaluate import confusion_matrix
+    from fer_core.report import ferplus_agreement
 
-    votes = load_ferplus(ferplus)
-    has = np.array([int(r) in votes for r in data.rows])
-    fer = data.labels[has]
-    plus = np.array([votes[int(r)] for r in data.rows[has]])
-    agree = float((fer == plus).mean())
+    agreement = ferplus_agreement(data, load_ferplus(ferplus))
     st.metric(
         "Faces where FER2013 and the FER+ majority agree",
-        f"{agree:.1%}",
-        help=f"{has.sum():,} faces with a FER+ majority in one of the 7 classes",
+        f"{agreement.agreement:.1%}",
+        help=f"{agreement.n:,} faces with a FER+ majority in one of the 7 classes",
     )
-    cm = confusion_matrix(fer, plus, 7)
-    norm = cm / np.maximum(cm.sum(1, keepdims=True), 1)
-    fig = charts.confusion(norm.tolist(), list(CLASSES), normalized=True)
+    fig = charts.confusion(agreement.confusion_normalized, list(CLASSES), normalized=True)
     fig.update_layout(xaxis_title="FER+ majority", yaxis_title="FER2013 label")
     st.plotly_chart(fig, width="stretch")

@@ -9,9 +9,9 @@ import streamlit as st
 import torch
 
 from fer_core.models import ARCHITECTURES
-from fer_core.recipes import RECIPES, get_recipe, with_arch
-from fer_core.runs import BEST_FILE, DataSelection, list_runs, recipe_of, resumable
-from fer_core.train import OPTIMIZERS, SCHEDULERS
+from fer_core.training.config import OPTIMIZERS, SCHEDULERS
+from fer_core.training.recipes import RECIPES, get_recipe, with_arch
+from fer_core.training.runs import BEST_FILE, DataSelection, list_runs, recipe_of, resumable
 from ui import charts, state
 from ui.text import code, md
 from ui.training import TrainingManager

@@ -14,28 +14,30 @@ from dataclasses import dataclass, replace
 import torch
 import torch.nn.functional as F
 
+from fer_core.options import setting
+
 
 @dataclass(frozen=True)
 class AugmentConfig:
-    hflip: float = 0.5  # probability
-    rotation: float = 10.0  # degrees, uniform in [-r, r]
-    translate: float = 0.1  # fraction of the image, uniform in [-t, t] on each axis
-    scale: tuple[float, float] = (1.0, 1.0)  # zoom factor range (>1 zooms in)
-    crop_scale: tuple[float, float] = (1.0, 1.0)  # random resized crop: area fraction kept
-    crop_ratio: tuple[float, float] = (1.0, 1.0)  # random resized crop: aspect range
-    brightness: float = 0.0  # additive, uniform in [-b, b]
-    contrast: float = 0.0  # multiplicative around the mean, uniform in [1-c, 1+c]
-    noise: float = 0.0  # Gaussian noise standard deviation
-    erasing: float = 0.0  # probability of random erasing
-    erasing_area: tuple[float, float] = (0.02, 0.25)
+    hflip: float = setting(0.5, "probability of a horizontal flip")
+    rotation: float = setting(10.0, "rotation, degrees, uniform in [-r, r]")
+    translate: float = setting(0.1, "shift, fraction of the image, uniform in [-t, t] per axis")
+    scale: tuple[float, float] = setting((1.0, 1.0), "zoom factor range (>1 zooms in)")
+    crop_scale: tuple[float, float] = setting((1.0, 1.0), "random resized crop: area kept")
+    crop_ratio: tuple[float, float] = setting((1.0, 1.0), "random resized crop: aspect range")
+    brightness: float = setting(0.0, "additive brightness, uniform in [-b, b]")
+    contrast: float = setting(0.0, "contrast around the mean, uniform in [1-c, 1+c]")
+    noise: float = setting(0.0, "Gaussian noise standard deviation")
+    erasing: float = setting(0.0, "probability of random erasing")
+    erasing_area: tuple[float, float] = setting((0.02, 0.25), "random erasing: area range")
     # The gap between FER2013's web thumbnails and camera photos (each a probability per image):
-    gamma: float = 0.0  # gamma exp(u), u uniform in [-g, g] (exposure, camera response curves)
-    blur: float = 0.0  # Gaussian blur (focus, motion, a face found small in a large photo)
-    blur_sigma: tuple[float, float] = (0.3, 1.2)  # pixels of the 48x48 input
-    resample: float = 0.0  # down- then up-sampling (a face of few pixels in the photo)
-    resample_size: tuple[int, int] = (16, 40)  # the low resolution's side, one draw per batch
-    jpeg: float = 0.0  # JPEG-style 8x8 block DCT quantisation
-    jpeg_quality: tuple[float, float] = (20.0, 80.0)
+    gamma: float = setting(0.0, "gamma exp(u), u uniform in [-g, g] (exposure, camera curves)")
+    blur: float = setting(0.0, "probability of a Gaussian blur (focus, motion, small faces)")
+    blur_sigma: tuple[float, float] = setting((0.3, 1.2), "blur sigma range, input pixels")
+    resample: float = setting(0.0, "probability of down- then up-sampling (few-pixel faces)")
+    resample_size: tuple[int, int] = setting((16, 40), "down-sampled side range, one per batch")
+    jpeg: float = setting(0.0, "probability of JPEG-style 8x8 DCT quantisation")
+    jpeg_quality: tuple[float, float] = setting((20.0, 80.0), "JPEG quality range")
 
     @staticmethod
     def none() -> AugmentConfig:

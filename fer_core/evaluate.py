@@ -54,9 +54,29 @@ class EvalResult:
         return [m for m in self.misclassified if m.true == true and m.pred == pred]
 
 
-def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.ndarray:
-    index = np.asarray(y_true) * num_classes + np.asarray(y_pred)
-    return np.bincount(index, minlength=num_classes**2).reshape(num_classes, num_classes)
+def macro_f1(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> float:
+    """Macro-averaged F1 over the classes present in y_true or y_pred."""
+    return _per_class(np.asarray(y_true), np.asarray(y_pred), num_classes)[3]
+
+
+def _per_class(
+    y_true: np.ndarray, y_pred: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """(precision, recall, f1) per class and their macro F1 over the classes that occur.
+
+    A prediction of class k (none of the k classes: a photo without a face) is wrong for its
+    true class and counts in no class's precision.
+    """
+    from sklearn.metrics import precision_recall_fscore_support
+
+    labels = list(range(k))
+    if len(y_true) == 0:
+        return np.zeros(k), np.zeros(k), np.zeros(k), 0.0
+    precision, recall, f1, _ = precision_recall_fscore_support(
+        y_true, y_pred, labels=labels, average=None, zero_division=0
+    )
+    occurs = np.isin(labels, y_true) | np.isin(labels, y_pred)
+    return precision, recall, f1, float(f1[occurs].mean()) if occurs.any() else 0.0
 
 
 def compute_metrics(
@@ -73,29 +93,29 @@ def compute_metrics(
     `found` (N,) bool marks the images that had a prediction at all (a photo where a face was
     found): the others count as wrong for accuracy and recall, and sit in no predicted column.
     """
+    from sklearn.metrics import confusion_matrix
+
     y_true = np.asarray(y_true, dtype=np.int64)
     probs = np.asarray(probs, dtype=np.float64)
     k = len(classes)
     found = np.ones(len(y_true), bool) if found is None else np.asarray(found, bool)
     y_pred = probs.argmax(1) if len(probs) else np.zeros(0, dtype=np.int64)
-    cm = confusion_matrix(y_true[found], y_pred[found], k)
-    tp = np.diag(cm).astype(np.float64)
-    support = np.bincount(y_true, minlength=k)
-    predicted = cm.sum(0)
-    precision = np.divide(tp, predicted, out=np.zeros(k), where=predicted > 0)
-    recall = np.divide(tp, support, out=np.zeros(k), where=support > 0)
-    f1 = np.divide(
-        2 * precision * recall, precision + recall, out=np.zeros(k), where=(precision + recall) > 0
+    scored = np.where(found, y_pred, k)  # k: no prediction
+    precision, recall, f1, macro = _per_class(y_true, scored, k)
+    cm = (  # scikit-learn refuses an empty input
+        confusion_matrix(y_true[found], y_pred[found], labels=list(range(k)))
+        if found.any()
+        else np.zeros((k, k), dtype=np.int64)
     )
-    present = (support + predicted) > 0
+    support = np.bincount(y_true, minlength=k)
     normalized = np.divide(cm, support[:, None], out=np.zeros((k, k)), where=support[:, None] > 0)
     rows = np.full(len(y_true), -1) if rows is None else np.asarray(rows)
     names = [""] * len(y_true) if names is None else list(names)
     n = len(y_true)
     return EvalResult(
         n=n,
-        accuracy=float(tp.sum() / n) if n else 0.0,
-        macro_f1=float(f1[present].mean()) if present.any() else 0.0,
+        accuracy=float(np.diag(cm).sum() / n) if n else 0.0,
+        macro_f1=macro,
         per_class={
             c: {
                 "precision": float(precision[i]),

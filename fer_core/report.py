@@ -132,3 +132,30 @@ def class_pixel_summary(
         counts = np.bincount((faces >> 3).ravel(), minlength=INTENSITY_BINS)
         intensity[name] = counts / counts.sum()
     return mean_faces, intensity
+
+
+@dataclass(frozen=True)
+class FerPlusAgreement:
+    """How FER2013's labels compare with the FER+ majority vote of 10 annotators."""
+
+    n: int  # faces with a FER+ majority in one of the 7 classes
+    agreement: float  # share of them where both labels are the same
+    confusion: list[list[int]]  # rows: FER2013 label, columns: FER+ majority
+    confusion_normalized: list[list[float]]  # each row sums to 1 (0 where a row is empty)
+
+
+def ferplus_agreement(data: FerData, votes: dict[int, int]) -> FerPlusAgreement:
+    """Compare `data`'s labels with FER+ majorities ({csv_row: class index}, `load_ferplus`)."""
+    from sklearn.metrics import confusion_matrix
+
+    has = np.array([int(r) in votes for r in data.rows], dtype=bool)
+    fer = data.labels[has]
+    plus = np.array([votes[int(r)] for r in data.rows[has]], dtype=np.int64)
+    cm = confusion_matrix(fer, plus, labels=list(range(len(CLASSES))))
+    norm = cm / np.maximum(cm.sum(1, keepdims=True), 1)
+    return FerPlusAgreement(
+        n=int(has.sum()),
+        agreement=float((fer == plus).mean()) if has.any() else 0.0,
+        confusion=cm.tolist(),
+        confusion_normalized=norm.tolist(),
+    )

@@ -1,5 +1,5 @@
 """Reading run folders (run.json, history.json): what the Train page and the sidebar list, without
-importing torch. Writing and resuming runs is `fer_core.runs`."""
+importing torch. Writing and resuming runs is `fer_core.training.runs`."""
 
 from __future__ import annotations
 

@@ -197,7 +197,7 @@ def _tiny_archive(tmp_path):
 def _run_with_best(root, name: str) -> None:
     from fer_core.checkpoint import save_checkpoint
     from fer_core.models import build_model
-    from fer_core.runs import write_json_atomic
+    from fer_core.training.runs import write_json_atomic
 
     run = root / "runs" / name
     run.mkdir(parents=True)

@@ -28,7 +28,7 @@ from fer_core.__main__ import main as cli_main
 from fer_core.checkpoint import export, load_checkpoint, safe_torch_load, save_checkpoint
 from fer_core.errors import CheckpointError
 from fer_core.models import build_model
-from fer_core.runs import list_runs, read_run, write_json_atomic
+from fer_core.training.runs import list_runs, read_run, write_json_atomic
 
 # ----------------------------------------------------------------------------- payloads
 
@@ -105,8 +105,8 @@ def test_payload_anywhere_is_refused_and_never_runs(tmp_path, where):
 
 def test_resuming_a_run_with_an_evil_state_is_refused(tmp_path, csv_data):
     """A run folder's state.pt is loaded on resume: a payload there is refused too."""
-    from fer_core.recipes import get_recipe, with_overrides
-    from fer_core.runs import DataSelection, train_run
+    from fer_core.training.recipes import get_recipe, with_overrides
+    from fer_core.training.runs import DataSelection, train_run
 
     marker = tmp_path / "pwned"
     run = tmp_path / "run"

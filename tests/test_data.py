@@ -198,7 +198,7 @@ def test_split_names():
 
 def test_training_subset_has_exactly_the_requested_size(csv_data):
     """Rounding each class's share alone gave 4001 images for a subset of 4000, 1999 for 2000."""
-    from fer_core.runs import DataSelection, select_data
+    from fer_core.training.runs import DataSelection, select_data
 
     labels = csv_data.split("train").labels
     for n in (100, 1999, 2000, 4000, 6000, 28000):

@@ -19,7 +19,7 @@ from conftest import CSV_PATH, REPO
 
 from fer_core.__main__ import main as cli_main
 from fer_core.checkpoint import load_checkpoint, safe_torch_load
-from fer_core.runs import BEST_FILE, STATE_FILE, list_runs, read_run
+from fer_core.training.runs import BEST_FILE, STATE_FILE, list_runs, read_run
 
 EPOCHS = 10
 KILLS = 8
@@ -156,9 +156,9 @@ def test_short_onecycle_runs_train(csv_data):
     from dataclasses import replace
 
     from fer_core.models import build_model
-    from fer_core.recipes import get_recipe
-    from fer_core.runs import DataSelection, select_data
-    from fer_core.train import Trainer
+    from fer_core.training.recipes import get_recipe
+    from fer_core.training.runs import DataSelection, select_data
+    from fer_core.training.trainer import Trainer
 
     x, y, vx, vy = select_data(csv_data, DataSelection(limit=64))
     for steps in (3, 4, 5):

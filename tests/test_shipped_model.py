@@ -39,8 +39,8 @@ def test_named_recipe_reproduces_the_shipped_config(path, recipe, photo_augment)
     from dataclasses import replace
 
     from fer_core.augment import with_photo_degradations
-    from fer_core.recipes import get_recipe
-    from fer_core.train import TrainConfig
+    from fer_core.training.config import TrainConfig
+    from fer_core.training.recipes import get_recipe
 
     ckpt = load_checkpoint(path)
     named = get_recipe(recipe)

@@ -10,9 +10,10 @@ import torch
 from fer_core.augment import AugmentConfig
 from fer_core.errors import CheckpointError
 from fer_core.models import build_model, member_state_dict
-from fer_core.recipes import get_recipe, with_overrides
-from fer_core.runs import DataSelection, list_runs, read_run, select_data, train_run
-from fer_core.train import Callback, TrainConfig, Trainer, seed_everything
+from fer_core.training.config import TrainConfig
+from fer_core.training.recipes import get_recipe, with_overrides
+from fer_core.training.runs import DataSelection, list_runs, read_run, select_data, train_run
+from fer_core.training.trainer import Callback, Trainer, seed_everything
 
 FAST = TrainConfig(epochs=2, batch_size=32, lr=3e-3, augment=AugmentConfig.none(), device="cpu")
 
@@ -328,3 +329,36 @@ def test_fine_tuning_starts_from_the_checkpoint_and_records_soft_labels(csv_data
     wrong = load_checkpoint("checkpoints/fer_model.pt")
     with pytest.raises(CheckpointError, match="not the run's"):
         train_run(csv_data, recipe, tmp_path / "ft2", DataSelection(limit=64), init=wrong)
+
+
+def test_every_training_setting_is_a_cli_flag():
+    """The train command's flags come from TrainConfig and AugmentConfig: each field is one flag,
+    a given flag overrides the recipe, the rest keep the recipe's values."""
+    from dataclasses import fields
+
+    from fer_core.augment import AugmentConfig
+    from fer_core.cli.main import build_parser
+    from fer_core.cli.train import recipe_from_args
+
+    parser = build_parser()
+    argv = ["train", "--data", "x.csv", "--recipe", "shipped", "--ema", "0.99", "--no-amp",
+            "--warmup-epochs", "2", "--aug-rotation", "5", "--aug-scale", "0.8", "1.2"]  # fmt: skip
+    recipe, arch_kwargs, init = recipe_from_args(parser.parse_args(argv))
+    config, shipped = recipe.config, get_recipe("shipped").config
+    assert (config.ema_decay, config.amp, config.warmup_epochs) == (0.99, False, 2.0)
+    assert (config.augment.rotation, config.augment.scale) == (5.0, (0.8, 1.2))
+    assert config.epochs == shipped.epochs and config.lr == shipped.lr
+    assert config.augment.erasing == shipped.augment.erasing
+    assert arch_kwargs == {} and init is None and recipe.arch_kwargs == {"branches": 4}
+    dests = {action.dest for action in train_parser(parser)._actions}
+    settings = {f.name for f in fields(TrainConfig)} - {"augment", "class_weights"}
+    assert settings <= dests
+    assert {"aug_" + f.name for f in fields(AugmentConfig)} <= dests
+
+
+def train_parser(parser):
+    """The `train` subcommand's parser."""
+    import argparse
+
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return sub.choices["train"]

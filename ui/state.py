@@ -300,7 +300,7 @@ def evaluation(
     """The evaluation of a model on a split, as fer_core.evaluate returns it (all mistakes),
     computed once and kept on disk. `progress(done, total)` is called as faces are classified."""
     from fer_core.evaluate import evaluate_checkpoint
-    from fer_core.runs import write_json_atomic
+    from fer_core.training.runs import write_json_atomic
 
     request = (model_path, model_stamp, data_path, data_stamp, split, tta)
     kept = stored_evaluation(*request)

@@ -16,9 +16,9 @@ from pathlib import Path
 
 from fer_core.data import FerData
 from fer_core.errors import FerError
-from fer_core.recipes import Recipe
-from fer_core.runs import DataSelection, new_run_dir, train_run
-from fer_core.train import BatchProgress, Callback, EpochMetrics, Trainer, TrainResult
+from fer_core.training.recipes import Recipe
+from fer_core.training.runs import DataSelection, new_run_dir, train_run
+from fer_core.training.trainer import BatchProgress, Callback, EpochMetrics, Trainer, TrainResult
 
 
 @dataclass

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from fer_core.augment import AugmentConfig
-from fer_core.train import TrainConfig
+from fer_core.training.config import TrainConfig
 
 
 @dataclass(frozen=True)

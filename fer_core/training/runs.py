@@ -27,7 +27,6 @@ from fer_core.data import FerData, class_weights, ferplus_targets, stratified_sp
 from fer_core.errors import CheckpointError, DataError
 from fer_core.labels import CLASSES
 from fer_core.models import build_model
-from fer_core.recipes import Recipe
 from fer_core.run_records import (  # re-exported: reading runs needs no torch
     BEST_FILE,
     HISTORY_FILE,
@@ -37,14 +36,9 @@ from fer_core.run_records import (  # re-exported: reading runs needs no torch
     list_runs,  # noqa: F401
     read_run,  # noqa: F401
 )
-from fer_core.train import (
-    Callback,
-    EpochMetrics,
-    TrainConfig,
-    Trainer,
-    TrainResult,
-    seed_everything,
-)
+from fer_core.training.config import TrainConfig
+from fer_core.training.recipes import Recipe
+from fer_core.training.trainer import Callback, EpochMetrics, Trainer, TrainResult, seed_everything
 
 
 def write_json_atomic(path: Path, obj) -> None:
@@ -214,15 +208,46 @@ def train_run(
         stale.unlink(missing_ok=True)
     train_idx, val_idx = select_indices(data, selection)
     x_train, y_train = data.images[train_idx], data.labels[train_idx]
-    x_val, y_val = data.images[val_idx], data.labels[val_idx]
     targets = soft_labels(data, train_idx, selection)
-    config = recipe.config
-    if recipe.class_weighting != "none" and config.class_weights is None:
-        counts = np.bincount(y_train, minlength=len(CLASSES))
-        weights = class_weights(counts, recipe.class_weighting)
-        config = TrainConfig.from_dict({**config.to_dict(), "class_weights": weights.tolist()})
+    config = _weighted(recipe, y_train)
     arch_kwargs = {**recipe.arch_kwargs, **(arch_kwargs or {})}
-    meta = {
+    meta = run_meta(data, recipe, config, arch_kwargs, selection, len(y_train), len(val_idx))
+    meta |= {"init": init.name if init is not None else None, "command": command}
+    run_path, state_path = run_dir / RUN_FILE, run_dir / STATE_FILE
+    resuming = resume and state_path.exists()
+    if resuming and (changed := _changed_settings(run_path, meta)):
+        raise CheckpointError(
+            f"{run_dir.name} was started with other settings ({', '.join(changed)}); resume it "
+            "with the same ones or choose a new run folder"
+        )
+    seed_everything(config.seed)
+    model = _starting_model(recipe.arch, arch_kwargs, init)  # bad options save nothing
+    if not run_path.exists() or not resuming:
+        write_json_atomic(run_path, {**meta, "status": "created", "created": _now()})
+    recorder = RunRecorder(run_dir, recipe.arch, arch_kwargs, meta, init_record(init))
+    trainer = Trainer(model, config, x_train, y_train, data.images[val_idx],
+                      data.labels[val_idx], [recorder, *callbacks], train_targets=targets)  # fmt: skip
+    if resuming:
+        _resume(trainer, state_path)
+    if trainer_hook is not None:
+        trainer_hook(trainer)
+    result = trainer.fit()
+    return run_dir / BEST_FILE, result
+
+
+def _weighted(recipe: Recipe, y_train: np.ndarray) -> TrainConfig:
+    """The recipe's config with its class weighting turned into loss weights from the training
+    labels' counts."""
+    config = recipe.config
+    if recipe.class_weighting == "none" or config.class_weights is not None:
+        return config
+    weights = class_weights(np.bincount(y_train, minlength=len(CLASSES)), recipe.class_weighting)
+    return TrainConfig.from_dict({**config.to_dict(), "class_weights": weights.tolist()})
+
+
+def run_meta(data, recipe, config, arch_kwargs, selection, n_train: int, n_val: int) -> dict:
+    """What run.json records of a run's settings (checked again when it resumes)."""
+    return {
         "arch": recipe.arch,
         "arch_kwargs": arch_kwargs,
         "train_config": config.to_dict(),
@@ -230,55 +255,35 @@ def train_run(
         "data": data.source,
         "val": str(selection.val),
         "limit": selection.limit,
-        "n_train": len(y_train),
-        "n_val": len(y_val),
+        "n_train": n_train,
+        "n_val": n_val,
         "soft_labels": (
             {"ferplus": str(selection.ferplus), "weight": selection.ferplus_weight}
             if selection.ferplus
             else None
         ),
-        "init": init.name if init is not None else None,
-        "command": command,
     }
-    run_path, state_path = run_dir / RUN_FILE, run_dir / STATE_FILE
-    resuming = resume and state_path.exists()
-    if resuming:
-        changed = _changed_settings(run_path, meta)
-        if changed:
-            raise CheckpointError(
-                f"{run_dir.name} was started with other settings ({', '.join(changed)}); resume "
-                "it with the same ones or choose a new run folder"
-            )
-    seed_everything(config.seed)
-    if init is not None:  # fine-tuning: start from a checkpoint's weights
-        if (init.arch, init.arch_kwargs) != (recipe.arch, arch_kwargs):
-            raise CheckpointError(
-                f"{init.name} is {init.arch} {init.arch_kwargs}, not the run's {recipe.arch} "
-                f"{arch_kwargs}"
-            )
-        model = init.model
-    else:
-        model = build_model(
-            recipe.arch, **arch_kwargs
-        )  # before any record: bad options save nothing
-    if not run_path.exists() or not resuming:
-        write_json_atomic(run_path, {**meta, "status": "created", "created": _now()})
-    recorder = RunRecorder(run_dir, recipe.arch, arch_kwargs, meta, init_record(init))
-    trainer = Trainer(
-        model, config, x_train, y_train, x_val, y_val, [recorder, *callbacks], train_targets=targets
-    )
-    if resuming:
-        try:
-            trainer.load_state_dict(safe_torch_load(state_path))
-        except (KeyError, TypeError, ValueError, RuntimeError):
-            raise CheckpointError(
-                f"{state_path}: cannot resume from this state (it does not fit the model or "
-                "optimizer); choose a new run folder"
-            ) from None
-    if trainer_hook is not None:
-        trainer_hook(trainer)
-    result = trainer.fit()
-    return run_dir / BEST_FILE, result
+
+
+def _starting_model(arch: str, arch_kwargs: dict, init: Checkpoint | None):
+    """A fresh network, or with `init` that checkpoint's (which must be of the same kind)."""
+    if init is None:
+        return build_model(arch, **arch_kwargs)
+    if (init.arch, init.arch_kwargs) != (arch, arch_kwargs):
+        raise CheckpointError(
+            f"{init.name} is {init.arch} {init.arch_kwargs}, not the run's {arch} {arch_kwargs}"
+        )
+    return init.model
+
+
+def _resume(trainer: Trainer, state_path: Path) -> None:
+    try:
+        trainer.load_state_dict(safe_torch_load(state_path))
+    except (KeyError, TypeError, ValueError, RuntimeError):
+        raise CheckpointError(
+            f"{state_path}: cannot resume from this state (it does not fit the model or "
+            "optimizer); choose a new run folder"
+        ) from None
 
 
 def init_record(init: Checkpoint | None) -> dict | None:

@@ -10,7 +10,10 @@ Evaluate computes the shipped model's PublicTest evaluation (press Evaluate, unt
 show) and a second visit shows the kept one; the peak memory after that is reported apart.
 A bare Streamlit app (one title) is measured in the same run as the baseline for both.
 
-    python bench/app.py [--data ../shared/data/fer2013.csv.gz] [--repeat 3] [--json]
+    python -m bench.app [--data ../shared/data/fer2013.csv.gz] [--repeat 3] [--json]
+
+(from the repository root; the server and the browser come from tests/browser.py, as in the
+browser tests)
 """
 
 from __future__ import annotations
@@ -20,32 +23,16 @@ import importlib.metadata
 import json
 import os
 import platform
-import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
+from tests.browser import ARGS, CHROMIUM, open_page, start_server, stop_server
+
 ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-dev-shm-usage",
-]
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _memory_mb(pid: int) -> dict:
@@ -58,44 +45,26 @@ def _memory_mb(pid: int) -> dict:
 
 
 class Server:
-    def __init__(self, script: Path, env: dict, cwd: Path) -> None:
-        self.port = _port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.started = time.perf_counter()
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", str(script), "--server.headless", "true",
-             "--server.port", str(self.port), "--server.address", "127.0.0.1"],
-            cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
+    """A `streamlit run` of `script`, timed from the moment its process is launched."""
 
-    def wait_healthy(self, timeout: float = 120) -> float:
-        deadline = time.perf_counter() + timeout
-        while time.perf_counter() < deadline:
-            try:
-                if urllib.request.urlopen(f"{self.url}/_stcore/health", timeout=1).read() == b"ok":
-                    return time.perf_counter() - self.started
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError("server did not become healthy")
+    def __init__(self, script: Path, env: dict, log: Path) -> None:
+        self.started = time.perf_counter()
+        self.proc, self.url = start_server(env, log, ROOT, timeout=120, script=script)
+        self.healthy_s = time.perf_counter() - self.started
 
     def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(10)
+        stop_server(self.proc)
 
 
-def _render(browser, url: str, path: str, ready: str, timeout: float = 180) -> tuple:
-    page = browser.new_context(viewport={"width": 1300, "height": 1000}).new_page()
-    page.goto(f"{url}/{path}", wait_until="domcontentloaded", timeout=timeout * 1000)
-    page.wait_for_selector(ready, timeout=timeout * 1000)
-    return page
+def _render(browser, url: str, path: str, ready: str):
+    return open_page(browser, url, path, ready=ready, timeout=180)
 
 
-def cold_start(browser, script: Path, env: dict, ready: str) -> tuple[Server, dict]:
-    server = Server(script, env, ROOT)
-    healthy = server.wait_healthy()
+def cold_start(browser, script: Path, env: dict, ready: str, log: Path) -> tuple[Server, dict]:
+    server = Server(script, env, log)
     _render(browser, server.url, "", ready).context.close()
     rendered = time.perf_counter() - server.started
-    return server, {"healthy_s": round(healthy, 2), "first_page_s": round(rendered, 2)}
+    return server, {"healthy_s": round(server.healthy_s, 2), "first_page_s": round(rendered, 2)}
 
 
 def visit_every_page(browser, server: Server, photo: Path) -> dict:
@@ -136,7 +105,6 @@ def _photo(data: Path, out: Path) -> Path:
     import cv2
     import numpy as np
 
-    sys.path.insert(0, str(ROOT))
     from fer_core.data import load_dataset
 
     faces = load_dataset(data).split("public_test").images[:2]
@@ -176,7 +144,7 @@ def main() -> int:
                 ("bare", bare, "h1:has-text('Hello')"),
                 ("app", ROOT / "streamlit_app.py", "text=PublicTest accuracy"),
             ]:
-                server, timing = cold_start(browser, script, env, ready)
+                server, timing = cold_start(browser, script, env, ready, tmp / f"{name}.log")
                 timing.update(_memory_mb(server.proc.pid))
                 runs[name].append(timing)
                 log(name, i + 1, timing)

@@ -4,7 +4,7 @@ Each first load runs in a fresh process with an empty cache folder (nothing warm
 cache); imports are not timed. The cached load is a second process that finds the parsed .npz. Baseline, in the same run:
 the seeds' way of reading the CSV (pandas `read_csv`, then one `np.array(str.split())` per row).
 
-    python bench/data.py [--data-dir ../shared/data] [--repeat 3] [--json]
+    python -m bench.data [--data-dir ../shared/data] [--repeat 3] [--json]
 """
 
 from __future__ import annotations

@@ -11,8 +11,8 @@ A face counts as found when a box's centre lies within 0.3 face sides of the fac
 its side is 0.6-1.7 times the face's (candidates frame faces differently). Boxes that match no
 face are false faces; `false/img` on face-free images is the target's measure.
 
-    python bench/detect.py [--candidates haar_today,haar_photo,...] [--quick] [--json]
-    PYTHONPATH=/tmp/detpkgs python bench/detect.py   # + dlib HOG and MTCNN, where installed
+    python -m bench.detect [--candidates haar_today,haar_photo,...] [--quick] [--json]
+    PYTHONPATH=/tmp/detpkgs python -m bench.detect   # + dlib HOG and MTCNN, where installed
 
 Results (numbers only) go to bench/results/detect.json and, through bench/report.py, into
 BENCHMARKS.md. dlib (`dlib-bin`) and MTCNN (`facenet-pytorch`, weights inside its wheel) are not
@@ -36,10 +36,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from fer_core.faces import (  # noqa: E402
+from fer_core.faces import (
     MIN_FACE_FRAC,
     MIN_FACE_PX,
     Box,
@@ -49,6 +46,7 @@ from fer_core.faces import (  # noqa: E402
     webcam_detector,
 )
 
+ROOT = Path(__file__).resolve().parent.parent
 PHOTOS = ROOT.parent / "shared" / "realphotos" / "taiwanese_dev"
 RESULTS = ROOT / "bench" / "results" / "detect.json"
 
@@ -434,7 +432,7 @@ def main() -> int:
     record["seconds"] = round(time.perf_counter() - start, 1)
     extra = os.environ.get("PYTHONPATH")  # where dlib and MTCNN were installed, if anywhere
     record["command"] = (f"PYTHONPATH={extra} " if extra else "") + " ".join(
-        ["python bench/detect.py", *sys.argv[1:]]
+        ["python -m bench.detect", *sys.argv[1:]]
     )
     record["machine"] = {"cpu": platform.processor() or platform.machine(),
                          "threads": args.threads, "opencv": cv2.__version__,

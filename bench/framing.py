@@ -7,7 +7,7 @@ its centre's offset from the frame's centre (in units of S). The medians over fa
 are the framing that `fer_core.faces.crop_face` inverts: a detected box of side b centred at c
 is cropped as the square of side b / scale centred at c - offset * side.
 
-    python bench/framing.py --data ../shared/data/fer2013.csv.gz --json
+    python -m bench.framing --data ../shared/data/fer2013.csv.gz --json
 """
 
 from __future__ import annotations
@@ -15,14 +15,10 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import sys
 import time
-from pathlib import Path
 
 import cv2
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from fer_core.data import load_dataset
 from fer_core.faces import FaceDetector

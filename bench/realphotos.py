@@ -7,7 +7,7 @@ twice: with its documented defaults, and with the two settings that favour it (R
 taiwanese_dev, no padding around ckplus48_dev's crops), which give the figures quoted in
 ../shared/realphotos/README.md. The peer number a target is held against is the better of the two.
 
-    python bench/realphotos.py --peer-python /work/peer-venv/bin/python --json
+    python -m bench.realphotos --peer-python /work/peer-venv/bin/python --json
 
 Reports per set: accuracy, accuracy on the subset where human observers agree with the posed
 label (taiwanese_dev: `observer_agrees == yes`, plus every neutral photo, which raters could not
@@ -31,14 +31,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from fer_core.checkpoint import DEFAULT_CHECKPOINT
+from fer_core.evaluate import compute_metrics
+from fer_core.labels import CLASSES
+from fer_core.photos import read_photo_set
+from fer_core.predict import Predictor
 
-from fer_core.checkpoint import DEFAULT_CHECKPOINT  # noqa: E402
-from fer_core.evaluate import compute_metrics  # noqa: E402
-from fer_core.labels import CLASSES  # noqa: E402
-from fer_core.photos import read_photo_set  # noqa: E402
-from fer_core.predict import Predictor  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 SETS = (("taiwanese_dev", True), ("ckplus48_dev", False))
 FAVOURABLE = {"taiwanese_dev": ["--rgb"], "ckplus48_dev": ["--no-offsets"]}

@@ -1,6 +1,6 @@
 """Write BENCHMARKS.md from the JSON results in bench/results/ (no number is typed in by hand).
 
-python bench/report.py            # rewrites BENCHMARKS.md
+python -m bench.report            # rewrites BENCHMARKS.md
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ def gpu_section(r: dict) -> str:
          ""],
     ]  # fmt: skip
     text = (
-        f"## 1. GPU training throughput\n\n`python bench/train_gpu.py --json` on {m['gpu']} "
+        f"## 1. GPU training throughput\n\n`python -m bench.train_gpu --json` on {m['gpu']} "
         f"({m['cpu_count']} CPU cores, torch {m['torch']}, Python {m['python']}). Same network "
         f"(`{r['arch']}`, {r['params'] / 1e6:.1f}M parameters), same augmentations (the shipped "
         "recipe's), same optimiser, all measured in one run.\n\n"
@@ -102,7 +102,7 @@ def cpu_train_section(r: dict) -> str:
          f"ours is {r['ratio']}× faster"],
     ]  # fmt: skip
     return (
-        f"## 2. CPU training\n\n`python bench/train_cpu.py --json` ({m['cpu']}, {m['cpus']} "
+        f"## 2. CPU training\n\n`python -m bench.train_cpu --json` ({m['cpu']}, {m['cpus']} "
         f"cores, {m['threads']} torch threads, torch {m['torch']}). One epoch over all "
         f"{r['ours']['train_images']:,} training faces with the app's default recipe "
         "(`cpu_default`).\n\n" + _table(["pipeline", "seconds per epoch", "target / ratio"], rows)
@@ -121,7 +121,7 @@ def data_section(r: dict) -> str:
          f"our first load is {r['ratio_csv_first_vs_baseline']}× faster"],
     ]  # fmt: skip
     return (
-        f"## 3. Data loading\n\n`python bench/data.py --json` ({r['machine']['cpu']}, "
+        f"## 3. Data loading\n\n`python -m bench.data --json` ({r['machine']['cpu']}, "
         f"{r['machine']['cpus']} cores; medians of {len(r['runs']['csv_first_s'])} runs, each in "
         "a fresh process, imports not timed).\n\n" + _table(["load", "time", "target"], rows)
     )
@@ -136,7 +136,7 @@ def inference_section(r: dict) -> str:
                  f"{model[f'ms_per_face_b32_{tta}']} ms"]
             )  # fmt: skip
     text = (
-        f"## 4. Inference on CPU\n\n`python bench/webcam.py --json` ({r['machine']['cpu']}, "
+        f"## 4. Inference on CPU\n\n`python -m bench.webcam --json` ({r['machine']['cpu']}, "
         f"{r['machine']['threads']} threads, torch {r['machine']['torch']}, OpenCV "
         f"{r['machine']['opencv']}).\n\n"
         + _table(["model", "TTA", "per face, batch 1", "per face, batch 32"], rows)
@@ -189,7 +189,7 @@ def app_section(r: dict, title: str = "## 5. The app") -> str:
         if "+cpu" not in torch:
             limit += " The CPU build that requirements.txt installs imports faster (below)."
     return (
-        f"{title}\n\n`python bench/app.py --json` ({r['machine']['cpu']}, "
+        f"{title}\n\n`python -m bench.app --json` ({r['machine']['cpu']}, "
         f"{r['machine']['cpus']} cores, Python {r['machine']['python']}, torch {torch}; Debian's "
         "Chromium through playwright, server and browser on the same machine).\n\n"
         + _table(["measure", "result", "target", "baseline (same run)"], rows)
@@ -257,7 +257,7 @@ def video_section(r: dict) -> str:
     if m.get("nice"):
         load += f", the benchmark at nice {m['nice']}"
     return (
-        f"## 6. Video files\n\n`python bench/video.py --json` ({m['cpu']}, {m['cpus']} cores, "
+        f"## 6. Video files\n\n`python -m bench.video --json` ({m['cpu']}, {m['cpus']} cores, "
         f"{m['threads']} torch threads, torch {m['torch']}, OpenCV {m['opencv']}; load average "
         f"{load}). `analyse_video` with the video defaults (the webcam's detector settings, no "
         "test-time augmentation, probabilities smoothed over 0.3 s), timed end to end: "
@@ -294,7 +294,7 @@ def realphotos_section(r: dict) -> str:
             rows.append([f"`{name}`", "**margin over the better `fer`**",
                          f"**{entry['margin_over_fer'] * 100:+.1f} points**", "", "", "", ""])  # fmt: skip
     return (
-        "## Real photos: ours and the `fer` package\n\n`python bench/realphotos.py --peer-python "
+        "## Real photos: ours and the `fer` package\n\n`python -m bench.realphotos --peer-python "
         f"PEER_VENV/bin/python --json` ({r['machine']['cpu']}, {r['machine']['threads']} threads, "
         f"torch {r['machine']['torch']}), both pipelines on the same photos in one run. "
         "The second accuracy column is taiwanese_dev's photos whose observers agreed with the "
@@ -382,7 +382,7 @@ def _mean_ms(c: dict, cases: list[dict], prefix: str) -> float:
 
 def main() -> int:
     parts = [
-        "# Benchmarks\n\nEvery number below is rendered by `python bench/report.py` from the "
+        "# Benchmarks\n\nEvery number below is rendered by `python -m bench.report` from the "
         "JSON files in `bench/results/`, which the scripts in `bench/` write (each also prints "
         "one JSON line). GPU rows come from a lent NVIDIA H100; CPU rows from the 2-core "
         "development machine (an Intel Xeon, 24 GB), measured while nothing else ran. Each "

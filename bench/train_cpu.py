@@ -1,12 +1,12 @@
 """CPU training: seconds per epoch over the full train split for the app's default recipe.
 
-Ours: `fer_core.train.Trainer` with the `cpu_default` recipe (the `small` network, batch 128,
+Ours: `fer_core.training.trainer.Trainer` with the `cpu_default` recipe (the `small` network, batch 128,
 batched augmentation, channels_last), one full epoch over all 28,709 training faces plus the
 PublicTest validation the app runs after each epoch. Baseline, in the same run: the seed-style
 loop (per-image PIL transforms through a `DataLoader`, batch 64, fp32, `num_workers=0`) on the same
 network and augmentations, timed over --batches batches and scaled to an epoch.
 
-    python bench/train_cpu.py [--data ../shared/data/fer2013.csv.gz] [--threads 2] [--json]
+    python -m bench.train_cpu [--data ../shared/data/fer2013.csv.gz] [--threads 2] [--json]
 """
 
 from __future__ import annotations
@@ -23,16 +23,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bench.train_gpu import baseline, baseline_dataset
+from fer_core.data import load_dataset
+from fer_core.models import build_model, count_parameters
+from fer_core.training.recipes import get_recipe
+from fer_core.training.runs import DataSelection, select_data
+from fer_core.training.trainer import Trainer, seed_everything
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
-
-from train_gpu import baseline, baseline_dataset  # noqa: E402
-
-from fer_core.data import load_dataset  # noqa: E402
-from fer_core.models import build_model, count_parameters  # noqa: E402
-from fer_core.recipes import get_recipe  # noqa: E402
-from fer_core.runs import DataSelection, select_data  # noqa: E402
-from fer_core.train import Trainer, seed_everything  # noqa: E402
 
 RECIPE = get_recipe("cpu_default")
 

@@ -4,7 +4,7 @@ Both sides train the same architecture (the shipped `fer_vgg`) with the same aug
 shipped recipe's: flip, rotation, translation, zoom, random resized crop, brightness, contrast,
 random erasing) and the same SGD-Nesterov optimiser and loss.
 
-- ours: `fer_core.train.Trainer`: the uint8 training set lives on the GPU, each batch is augmented
+- ours: `fer_core.training.trainer.Trainer`: the uint8 training set lives on the GPU, each batch is augmented
   by one batched affine `grid_sample`, bf16 autocast, channels_last, batch 128 (the recipe's);
   optionally `torch.compile` too.
 - baseline: what the seed projects do: torchvision `ImageFolder` over the extracted archive (or a
@@ -15,7 +15,7 @@ random erasing) and the same SGD-Nesterov optimiser and loss.
 With --time-to-accuracy it also trains the shipped recipe to the end, alone on the GPU, and reports
 minutes to 70% and 73% PublicTest accuracy (the recipe validates every epoch with flip TTA).
 
-    python bench/train_gpu.py --data ../shared/data/fer2013_kaggle_archive.zip [--json]
+    python -m bench.train_gpu --data ../shared/data/fer2013_kaggle_archive.zip [--json]
         [--time-to-accuracy] [--compile] [--workers 8]
 """
 
@@ -35,14 +35,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from fer_core.data import load_dataset
+from fer_core.models import build_model, count_parameters
+from fer_core.training.recipes import get_recipe
+from fer_core.training.runs import DataSelection, train_run
+from fer_core.training.trainer import Trainer, seed_everything
 
-from fer_core.data import load_dataset  # noqa: E402
-from fer_core.models import build_model, count_parameters  # noqa: E402
-from fer_core.recipes import get_recipe  # noqa: E402
-from fer_core.runs import DataSelection, train_run  # noqa: E402
-from fer_core.train import Trainer, seed_everything  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 RECIPE = get_recipe("shipped")
 

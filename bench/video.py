@@ -1,6 +1,6 @@
 """Video-file benchmark: processing speed, memory against length, tracking against ground truth.
 
-    python bench/video.py [--threads 2] [--json]
+    python -m bench.video [--threads 2] [--json]
 
 - speed: 640x480, 30 fps clips of 10 s with one and with three FER2013 faces moving, analysed end
   to end by `fer_core.video.analyse_video` with the video defaults (the webcam's detector settings,
@@ -32,10 +32,15 @@ from pathlib import Path
 import cv2
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
-
-from clips import (  # noqa: E402
+from fer_core.checkpoint import DEFAULT_CHECKPOINT, FAST_CHECKPOINT
+from fer_core.video import (
+    CSV_NAME,
+    VideoOptions,
+    analyse_video,
+    load_faces,
+    video_predictor,
+)
+from tests.clips import (
     Clip,
     crossing,
     detectable_faces,
@@ -45,15 +50,7 @@ from clips import (  # noqa: E402
     write_clip,
 )
 
-from fer_core.checkpoint import DEFAULT_CHECKPOINT, FAST_CHECKPOINT  # noqa: E402
-from fer_core.video import (  # noqa: E402
-    CSV_NAME,
-    VideoOptions,
-    analyse_video,
-    load_faces,
-    video_predictor,
-)
-
+ROOT = Path(__file__).resolve().parent.parent
 CSV = ROOT.parent / "shared" / "data" / "fer2013.csv.gz"
 TARGETS = {"fast_fps_1_face": 25, "default_fps_1_face": 8, "memory_growth_mb": 50}
 
@@ -101,14 +98,18 @@ def speed(folder: Path) -> dict:
 def peak_rss_mb(clip: Path, folder: Path) -> float:
     """Peak resident memory of a fresh process that analyses `clip` with the fast model."""
     code = (
-        "import sys; sys.path.insert(0, sys.argv[1])\n"
+        "import sys\n"
         "from fer_core.video import analyse_video, video_predictor\n"
-        "analyse_video(sys.argv[2], sys.argv[3], video_predictor(sys.argv[4]))\n"
+        "analyse_video(sys.argv[1], sys.argv[2], video_predictor(sys.argv[3]))\n"
         "print([l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1])\n"
     )
-    args = [ROOT, clip, folder / "mem_out", FAST_CHECKPOINT]
-    proc = subprocess.run(
-        [sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True, check=True
+    args = [clip, folder / "mem_out", FAST_CHECKPOINT]
+    proc = subprocess.run(  # `-c` imports from its working directory: fer_core from the repo root
+        [sys.executable, "-c", code, *map(str, args)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     return int(proc.stdout.split()[-1]) / 1024
 

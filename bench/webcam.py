@@ -5,7 +5,7 @@ each test-time-augmentation mode; the photo path with default settings (decode-f
 crop, classification); and the webcam path on a 640x480 frame with one and with three faces
 (detection, classification, smoothing, drawing) in frames per second.
 
-    python bench/webcam.py [--checkpoint PATH] [--threads 2] [--json]
+    python -m bench.webcam [--checkpoint PATH] [--threads 2] [--json]
 
 Faces are FER2013 PublicTest images pasted into a generated scene when ../shared/data is present,
 otherwise a synthetic face is drawn (timings do not depend on the face's content).
@@ -24,14 +24,13 @@ import cv2
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from fer_core.checkpoint import DEFAULT_CHECKPOINT, FAST_CHECKPOINT, load_checkpoint
+from fer_core.draw import annotate
+from fer_core.faces import webcam_detector
+from fer_core.inference import predict_proba
+from fer_core.predict import FaceSmoother, Predictor
 
-from fer_core.checkpoint import DEFAULT_CHECKPOINT, FAST_CHECKPOINT, load_checkpoint  # noqa: E402
-from fer_core.draw import annotate  # noqa: E402
-from fer_core.faces import webcam_detector  # noqa: E402
-from fer_core.inference import predict_proba  # noqa: E402
-from fer_core.predict import FaceSmoother, Predictor  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def _faces(n: int) -> np.ndarray:

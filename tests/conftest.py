@@ -96,9 +96,11 @@ def playwright():
 
 @pytest.fixture(scope="module")
 def browser(playwright):
-    """Debian's headless Chromium (flags and path in test_browser)."""
-    from test_browser import ARGS, CHROMIUM
+    """Debian's headless Chromium (flags and path in browser.py)."""
+    from browser import ARGS, CHROMIUM
 
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"Debian's chromium is required for the browser tests: {CHROMIUM} is missing")
     b = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
     yield b
     b.close()

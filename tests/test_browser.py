@@ -2,40 +2,31 @@
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
-from conftest import CSV_PATH, REPO
+
+# Other test files import the browser helpers from here too (test_browser_video, test_deploy, ...).
+from browser import (  # noqa: F401 (re-exported)
+    ARGS,
+    CHROMIUM,
+    ERRORS,
+    PAGES,
+    REPO,
+    open_page,
+    serve,
+    settle,
+    start_server,
+    start_training,
+)
+from conftest import CSV_PATH
 from test_faces_predict import scene_with_face
 
 pytestmark = pytest.mark.browser
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-dev-shm-usage",
-]
-ERRORS = "[data-testid=stException], [data-testid=stAlertContentError]"
-PAGES = {
-    "": "FER Studio",
-    "data": "Data",
-    "train": "Train",
-    "evaluate": "Evaluate",
-    "predict": "Predict",
-}
 
 if not Path(CHROMIUM).exists():
     pytest.fail(
@@ -44,62 +35,9 @@ if not Path(CHROMIUM).exists():
     )
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_server(env: dict, log_path: Path, cwd: Path = REPO, timeout: float = 60):
-    """`streamlit run streamlit_app.py` headless on a free loopback port, as a deployment runs it.
-
-    Returns (process, url) once the health endpoint answers "ok"."""
-    port = _free_port()
-    log = open(log_path, "w")  # noqa: SIM115 (outlives the call)
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "streamlit",
-            "run",
-            "streamlit_app.py",
-            "--server.port",
-            str(port),
-            "--server.headless",
-            "true",
-            "--server.address",
-            "127.0.0.1",
-        ],
-        cwd=cwd,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=1).read() == b"ok":
-                return proc, url
-        except OSError:
-            time.sleep(0.25)
-    proc.kill()
-    pytest.fail(f"the Streamlit server did not become healthy: {log_path.read_text()[-2000:]}")
-
-
 def _serve(tmp_path_factory):
-    env = {
-        **os.environ,
-        "FER_DATA": str(CSV_PATH),
-        "FER_ICE_SERVERS": "[]",
-        "FER_APP_DIR": str(tmp_path_factory.mktemp("app")),
-    }
-    proc, url = start_server(env, tmp_path_factory.mktemp("log") / "server.log")
-    try:
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(10)
+    """The app on the real FER2013 CSV, for a fixture: `yield from _serve(tmp_path_factory)`."""
+    yield from serve(tmp_path_factory, CSV_PATH)
 
 
 @pytest.fixture(scope="module")
@@ -111,35 +49,6 @@ def server(tmp_path_factory):
 def fresh_server(tmp_path_factory):
     """A server of its own, for the webcam: no state or load left by the other tests."""
     yield from _serve(tmp_path_factory)
-
-
-def open_page(browser, url: str, path: str = "", **context):
-    context = {"viewport": {"width": 1300, "height": 1000}, **context}
-    page = browser.new_context(**context).new_page()
-    page.goto(f"{url}/{path}", wait_until="domcontentloaded", timeout=120_000)
-    page.wait_for_selector("[data-testid=stApp]")
-    page.wait_for_selector(f"h1:has-text('{PAGES[path]}')", timeout=60_000)
-    return page
-
-
-def start_training(page, epochs: int, subset: int, wait_for: str = "text=Training started") -> None:
-    """On the Train page: a run of `epochs` on a stratified subset of the training images."""
-    page.get_by_role("spinbutton", name="Epochs").fill(str(epochs))
-    field = page.get_by_role("spinbutton", name="Training subset (images)")
-    field.fill(str(subset))
-    field.press("Tab")
-    page.get_by_role("button", name="Start training").click()
-    page.wait_for_selector(wait_for, timeout=300_000)
-
-
-def settle(page, seconds: float = 60) -> None:
-    """Wait until Streamlit has finished running the script (no running indicator)."""
-    deadline = time.time() + seconds
-    time.sleep(1)
-    while time.time() < deadline:
-        if page.locator("[data-testid=stStatusWidget]").count() == 0:
-            return
-        time.sleep(0.5)
 
 
 @pytest.mark.parametrize("path", list(PAGES))

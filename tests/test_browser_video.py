@@ -10,15 +10,16 @@ import re
 import time
 
 import pytest
+from browser import ERRORS, open_page, serve, settle
 from clips import crossing, detectable_faces, write_clip
-from test_browser import ERRORS, _serve, open_page, settle
+from conftest import CSV_PATH
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    yield from _serve(tmp_path_factory)
+    yield from serve(tmp_path_factory, CSV_PATH)
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,7 @@ Evaluate (the confusion matrix) and Predict's Video tab (a generated clip's per-
 timeline). None of them shows a dataset face: the Train, Evaluate and Video shots are cropped to
 their charts and tables.
 
-    python tools/screenshots.py [--data ../shared/data/fer2013.csv.gz] [--out docs]
+    python -m tools.screenshots [--data ../shared/data/fer2013.csv.gz] [--out docs]
 """
 
 from __future__ import annotations
@@ -15,18 +15,18 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
-
-from clips import crossing, detectable_faces, write_clip  # noqa: E402
-from test_browser import (  # noqa: E402
+from tests.browser import (
     ARGS,
     CHROMIUM,
     open_page,
     settle,
     start_server,
     start_training,
+    stop_server,
 )
+from tests.clips import crossing, detectable_faces, write_clip
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def video_results(browser, url: str, data: str, tmp: Path, out: Path) -> None:
@@ -126,8 +126,7 @@ def main() -> int:
                 video_results(browser, url, args.data, Path(tmp), out)
                 browser.close()
         finally:
-            proc.terminate()
-            proc.wait(10)
+            stop_server(proc)
     for name in ("home", "train", "evaluate", "video"):
         print(out / f"{name}.png")
     return 0

@@ -4,7 +4,7 @@ The comparison runs train concurrently on one GPU, so their wall times include w
 other. This trains each configuration alone for a few epochs (with its per-epoch validation) and
 prints one JSON line: {name: seconds of the last epoch}. Training time = epochs run x that.
 
-    python tools/gpu/epoch_times.py --data .gpu/fer.zip [--epochs 3] [--extra NAME:WIDTH:SAM ...]
+    python -m tools.gpu.epoch_times --data .gpu/fer.zip [--epochs 3] [--extra NAME:WIDTH:SAM ...]
 
 `shipped` and the --extra configurations use the current shipped recipe (4 branches); the times in
 bench/results/experiments.json (epoch_times_h100) were measured when it was one network.
@@ -16,15 +16,12 @@ import argparse
 import json
 import sys
 from dataclasses import replace
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from fer_core.data import load_dataset
 from fer_core.models import build_model
-from fer_core.recipes import get_recipe, with_arch
-from fer_core.runs import DataSelection, select_data
-from fer_core.train import Trainer, seed_everything
+from fer_core.training.recipes import get_recipe, with_arch
+from fer_core.training.runs import DataSelection, select_data
+from fer_core.training.trainer import Trainer, seed_everything
 
 SEED_ARCHS = [get_recipe(f"seed00{i}").arch for i in range(5)]
 

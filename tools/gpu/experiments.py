@@ -394,7 +394,7 @@ def epoch_times(rev: str | None, previous: dict | None) -> dict:
         "configuration alone on the H100, the last of 3 epochs; own_i / ours_i are the seed "
         "comparison's runs (round4_own_i, round4_ours_i), shipped the one-network fer_vgg recipe "
         "of recipe version 2a6e6db, K1 it with SAM 0.05, K3 width 96 with SAM 0.05, K4 width 96",
-        "command": "python tools/gpu/epoch_times.py --data .gpu/fer.zip "
+        "command": "python -m tools.gpu.epoch_times --data .gpu/fer.zip "
         "--extra K1:64:0.05 K3:96:0.05 K4:96:0",
         "hardware": "H100",
         "seconds": seconds,

@@ -1,7 +1,5 @@
 """Data: choose the dataset, then explore it: class imbalance, weights, faces, quirks, FER+."""
 
-import contextlib
-import hashlib
 import os
 from pathlib import Path
 
@@ -9,7 +7,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from fer_core.data import SPLITS
+from fer_core.data.fer2013 import SPLITS
 from fer_core.labels import CLASSES, EMOJI
 from ui import charts, state
 from ui.text import code, md, split_label, tally
@@ -41,23 +39,13 @@ def dataset_chooser() -> None:
                 "fer2013.csv, .csv.gz or the archive .zip", type=["csv", "gz", "zip"]
             )
             if upload is not None:
-                # A folder per upload: a refused file never overwrites the active dataset (even
-                # under the same name), and an upload is written once, not again on every rerun.
-                folder = (
-                    state.upload_dir() / hashlib.sha256(upload.file_id.encode()).hexdigest()[:16]
-                )
-                target = folder / Path(upload.name).name
-                if not target.exists():
-                    folder.mkdir(exist_ok=True)
-                    target.write_bytes(upload.getbuffer())
-                _, error = state.get_data(str(target))
+                target = state.save_upload(upload)  # kept in the app folder across refreshes
+                _, error = state.get_data(target)
                 if error:
-                    target.unlink(missing_ok=True)
-                    with contextlib.suppress(OSError):
-                        folder.rmdir()
+                    state.discard_upload(target)
                     st.error(f"That file is not usable: {md(error)}")
-                elif st.session_state.get(state.DATA_PATH) != str(target):
-                    state.set_data_path(str(target))
+                elif st.session_state.get(state.DATA_PATH) != target:
+                    state.set_data_path(target)
                     st.rerun()
         with tab_kaggle:
             state.export_secrets(("KAGGLE_USERNAME", "KAGGLE_KEY"))
@@ -83,7 +71,7 @@ def dataset_chooser() -> None:
                 disabled=not has_login,
                 help=None if has_login else "Needs Kaggle credentials: see above",
             ):
-                from fer_core.data import download_kaggle
+                from fer_core.data.fer2013 import download_kaggle
                 from fer_core.errors import FerError
 
                 try:
@@ -209,8 +197,8 @@ if ferplus is None:
 elif (data.rows < 0).all():
     st.caption("This dataset's images carry no CSV row index, so FER+ labels cannot be matched.")
 else:
-    from fer_core.data import load_ferplus
-    from fer_core.report import ferplus_agreement
+    from fer_core.data.fer2013 import load_ferplus
+    from fer_core.data.report import ferplus_agreement
 
     agreement = ferplus_agreement(data, load_ferplus(ferplus))
     st.metric(

@@ -10,9 +10,9 @@ import pandas as pd
 import streamlit as st
 from PIL import Image
 
-from fer_core.draw import annotate
+from fer_core.vision.draw import annotate
 from fer_core.errors import FerError
-from fer_core.faces import MAX_FILE_BYTES, DetectorConfig, FaceDetector, load_image
+from fer_core.vision.faces import MAX_FILE_BYTES, DetectorConfig, FaceDetector, load_image
 from fer_core.labels import EMOJI
 from fer_core.predict import in_reading_order
 from fer_core.saliency import grad_cam, overlay
@@ -262,7 +262,7 @@ def webcam() -> None:
 
 def video() -> None:
     """Upload a clip, analyse it in the background, then show its faces over time."""
-    from fer_core.video import VIDEO_TYPES
+    from fer_core.vision.video import VIDEO_TYPES
     from ui import video as jobs
 
     upload = st.file_uploader(
@@ -357,7 +357,7 @@ def video_progress(polling: bool) -> None:
 def video_results(job) -> None:
     """The annotated video beside who showed what when, the per-face table (pick a row to see
     that face's timeline), the timeline, downloads."""
-    from fer_core.video import CSV_NAME, SUMMARY_NAME, VIDEO_NAME, label_segments, timeline
+    from fer_core.vision.video import CSV_NAME, SUMMARY_NAME, VIDEO_NAME, label_segments, timeline
 
     summary = job.snapshot().summary
     if summary is None:

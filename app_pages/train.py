@@ -8,7 +8,7 @@ import pandas as pd
 import streamlit as st
 import torch
 
-from fer_core.models import ARCHITECTURES
+from fer_core.models.networks import ARCHITECTURES
 from fer_core.training.config import OPTIMIZERS, SCHEDULERS
 from fer_core.training.recipes import RECIPES, get_recipe, with_arch
 from fer_core.training.runs import BEST_FILE, DataSelection, list_runs, recipe_of, resumable
@@ -51,7 +51,7 @@ def has_gpu() -> bool:
 @st.cache_data(show_spinner=False)
 def parameter_counts() -> dict[str, int]:
     """Architecture -> parameters at its defaults, counted from the model itself."""
-    from fer_core.models import parameter_count
+    from fer_core.models.networks import parameter_count
 
     return {arch: parameter_count(arch) for arch in ARCHITECTURES}
 
@@ -62,7 +62,7 @@ def arch_help(recipe) -> str:
     for arch, spec in ARCHITECTURES.items():
         line = f"- **{arch}**: {spec.description}, {counts[arch] / 1e6:.2f}M parameters"
         if arch == recipe.arch and recipe.arch_kwargs:
-            from fer_core.models import parameter_count
+            from fer_core.models.networks import parameter_count
 
             built = parameter_count(arch, **recipe.arch_kwargs)
             options = ", ".join(f"{k}={v}" for k, v in recipe.arch_kwargs.items())

@@ -105,7 +105,7 @@ def _photo(data: Path, out: Path) -> Path:
     import cv2
     import numpy as np
 
-    from fer_core.data import load_dataset
+    from fer_core.data.fer2013 import load_dataset
 
     faces = load_dataset(data).split("public_test").images[:2]
     yy, xx = np.mgrid[0:480, 0:640]
@@ -166,7 +166,7 @@ def main() -> int:
     # What the app's first script run spends importing the libraries a bare app does not need.
     probe = (
         "import time; t = time.perf_counter(); import streamlit; s = time.perf_counter(); "
-        "import torch, fer_core.checkpoint, fer_core.predict, pandas, plotly.graph_objects; "
+        "import torch, fer_core.models.checkpoint, fer_core.predict, pandas, plotly.graph_objects; "
         "print(time.perf_counter() - s)"
     )
     imports = [

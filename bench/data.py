@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 LOAD = """
 import sys, time
-from fer_core.data import load_dataset
+from fer_core.data.fer2013 import load_dataset
 t = time.perf_counter()
 data = load_dataset(sys.argv[1])
 print(time.perf_counter() - t, len(data.labels))

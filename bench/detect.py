@@ -36,7 +36,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from fer_core.faces import (
+from fer_core.vision.faces import (
     MIN_FACE_FRAC,
     MIN_FACE_PX,
     Box,

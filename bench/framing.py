@@ -4,7 +4,7 @@ Each FER2013 training face is scaled up to S px and placed in a larger canvas (i
 replicated outwards, or on flat grey), the photo detector runs on the canvas, and the box that
 overlaps the face's frame most is expressed relative to that frame: its side (box side / S) and
 its centre's offset from the frame's centre (in units of S). The medians over faces and scales
-are the framing that `fer_core.faces.crop_face` inverts: a detected box of side b centred at c
+are the framing that `fer_core.vision.faces.crop_face` inverts: a detected box of side b centred at c
 is cropped as the square of side b / scale centred at c - offset * side.
 
     python -m bench.framing --data ../shared/data/fer2013.csv.gz --json
@@ -20,8 +20,8 @@ import time
 import cv2
 import numpy as np
 
-from fer_core.data import load_dataset
-from fer_core.faces import FaceDetector
+from fer_core.data.fer2013 import load_dataset
+from fer_core.vision.faces import FaceDetector
 
 SCALES = (96, 144, 192, 256)
 

@@ -31,10 +31,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fer_core.checkpoint import DEFAULT_CHECKPOINT
+from fer_core.data.photos import read_photo_set
 from fer_core.evaluate import compute_metrics
 from fer_core.labels import CLASSES
-from fer_core.photos import read_photo_set
+from fer_core.models.checkpoint import DEFAULT_CHECKPOINT
 from fer_core.predict import Predictor
 
 ROOT = Path(__file__).resolve().parent.parent

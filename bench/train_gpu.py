@@ -35,8 +35,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from fer_core.data import load_dataset
-from fer_core.models import build_model, count_parameters
+from fer_core.data.fer2013 import load_dataset
+from fer_core.models.networks import build_model, count_parameters
 from fer_core.training.recipes import get_recipe
 from fer_core.training.runs import DataSelection, train_run
 from fer_core.training.trainer import Trainer, seed_everything

@@ -3,7 +3,7 @@
     python -m bench.video [--threads 2] [--json]
 
 - speed: 640x480, 30 fps clips of 10 s with one and with three FER2013 faces moving, analysed end
-  to end by `fer_core.video.analyse_video` with the video defaults (the webcam's detector settings,
+  to end by `fer_core.vision.video.analyse_video` with the video defaults (the webcam's detector settings,
   no test-time augmentation): decoding, detection, classification, tracking, the CSV and the
   annotated H.264 video. Processed frames per second, best of three runs, for the fast and the
   default model.
@@ -32,8 +32,8 @@ from pathlib import Path
 import cv2
 import torch
 
-from fer_core.checkpoint import DEFAULT_CHECKPOINT, FAST_CHECKPOINT
-from fer_core.video import (
+from fer_core.models.checkpoint import DEFAULT_CHECKPOINT, FAST_CHECKPOINT
+from fer_core.vision.video import (
     CSV_NAME,
     VideoOptions,
     analyse_video,
@@ -56,7 +56,7 @@ TARGETS = {"fast_fps_1_face": 25, "default_fps_1_face": 8, "memory_growth_mb": 5
 
 
 def fer_faces(n: int, size: int, shape: tuple[int, int]):
-    from fer_core.data import load_dataset
+    from fer_core.data.fer2013 import load_dataset
 
     if not CSV.exists():
         sys.exit(f"bench/video.py needs FER2013 faces: {CSV} is missing")
@@ -99,7 +99,7 @@ def peak_rss_mb(clip: Path, folder: Path) -> float:
     """Peak resident memory of a fresh process that analyses `clip` with the fast model."""
     code = (
         "import sys\n"
-        "from fer_core.video import analyse_video, video_predictor\n"
+        "from fer_core.vision.video import analyse_video, video_predictor\n"
         "analyse_video(sys.argv[1], sys.argv[2], video_predictor(sys.argv[3]))\n"
         "print([l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1])\n"
     )

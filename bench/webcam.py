@@ -24,11 +24,11 @@ import cv2
 import numpy as np
 import torch
 
-from fer_core.checkpoint import DEFAULT_CHECKPOINT, FAST_CHECKPOINT, load_checkpoint
-from fer_core.draw import annotate
-from fer_core.faces import webcam_detector
 from fer_core.inference import predict_proba
+from fer_core.models.checkpoint import DEFAULT_CHECKPOINT, FAST_CHECKPOINT, load_checkpoint
 from fer_core.predict import FaceSmoother, Predictor
+from fer_core.vision.draw import annotate
+from fer_core.vision.faces import webcam_detector
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def _faces(n: int) -> np.ndarray:
     csv = ROOT.parent / "shared" / "data" / "fer2013.csv.gz"
     if csv.exists():
-        from fer_core.data import load_dataset
+        from fer_core.data.fer2013 import load_dataset
 
         return load_dataset(csv).split("public_test").images[:n]
     rng = np.random.default_rng(0)

@@ -13,8 +13,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from fer_core.augment import tta_views
 from fer_core.calibration import apply_temperature
+from fer_core.data.augment import tta_views
 
 
 def to_input(images_uint8: torch.Tensor, mean: float, std: float) -> torch.Tensor:

@@ -28,7 +28,7 @@ def _flag(f: Field, prefix: str) -> str:
 
 
 def add_flags(
-    parser: argparse.ArgumentParser, cls: type, prefix: str = "", keep_defaults: bool = True
+    parser: argparse._ActionsContainer, cls: type, prefix: str = "", keep_defaults: bool = True
 ) -> None:
     """One option per field of `cls` that has help. With keep_defaults the option defaults to the
     field's default; without, to None ("not given": a recipe's value stays)."""

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from fer_core.checkpoint import Checkpoint, load_checkpoint
-from fer_core.faces import Box, FaceDetector, crop_face, load_image, to_gray
+from fer_core.models.checkpoint import Checkpoint, load_checkpoint
+from fer_core.vision.faces import Box, FaceDetector, crop_face, load_image, to_gray
 from fer_core.inference import predict_proba
 
 DEFAULT_TTA = "flip"  # photo prediction and evaluation; the webcam uses "none" for speed
@@ -193,13 +193,13 @@ def box_iou(a: Box, b: Box) -> float:
 
 
 class FaceSmoother:
-    """Smoothing across frames for callers of the old API: `fer_core.track.FaceTracker` stepping
+    """Smoothing across frames for callers of the old API: `fer_core.vision.track.FaceTracker` stepping
     one unit of time per call, so that `alpha` stays the weight of the newest frame."""
 
     def __init__(self, alpha: float = 0.4, min_iou: float = 0.3) -> None:
         import math
 
-        from fer_core.track import FaceTracker, TrackerConfig
+        from fer_core.vision.track import FaceTracker, TrackerConfig
 
         tau = 0.0 if alpha >= 1 else math.inf if alpha <= 0 else -1 / math.log(1 - alpha)
         self._tracker = FaceTracker(TrackerConfig(min_iou=min_iou, smoothing_s=tau))

@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from fer_core.track import iou_matrix
+from fer_core.vision.track import iou_matrix
 
 Point = tuple[float, float]
 MS = Fraction(1, 1000)  # frame timestamps (not the stream's time base, which the muxer changes)
@@ -150,7 +150,7 @@ def detectable_faces(
 ) -> np.ndarray:
     """The first `n` faces of `images` that the video path's detector finds when scaled to `size`
     pixels in a (height, width) frame, at three places (so that moving faces keep being found)."""
-    from fer_core.faces import to_gray, webcam_detector
+    from fer_core.vision.faces import to_gray, webcam_detector
 
     detector = webcam_detector()
     h, w = shape

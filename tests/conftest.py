@@ -28,7 +28,7 @@ def _isolated_cache(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def csv_data():
-    from fer_core.data import load_dataset
+    from fer_core.data.fer2013 import load_dataset
 
     if not CSV_PATH.exists():
         pytest.fail(f"real data missing: {CSV_PATH}")
@@ -37,7 +37,7 @@ def csv_data():
 
 @pytest.fixture(scope="session")
 def zip_data():
-    from fer_core.data import load_dataset
+    from fer_core.data.fer2013 import load_dataset
 
     return load_dataset(ZIP_PATH)
 

@@ -12,7 +12,7 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 from test_faces_predict import scene_with_face
 
-from fer_core.checkpoint import DEFAULT_CHECKPOINT
+from fer_core.models.checkpoint import DEFAULT_CHECKPOINT
 from fer_core.labels import CLASSES
 
 PAGES = [
@@ -195,8 +195,8 @@ def _tiny_archive(tmp_path):
 
 
 def _run_with_best(root, name: str) -> None:
-    from fer_core.checkpoint import save_checkpoint
-    from fer_core.models import build_model
+    from fer_core.models.checkpoint import save_checkpoint
+    from fer_core.models.networks import build_model
     from fer_core.training.runs import write_json_atomic
 
     run = root / "runs" / name

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from fer_core.augment import AugmentConfig, augment_batch, mix_batch, tta_views
+from fer_core.data.augment import AugmentConfig, augment_batch, mix_batch, tta_views
 
 
 def _gen(seed=0):

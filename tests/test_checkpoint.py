@@ -5,9 +5,9 @@ import pickle
 import pytest
 import torch
 
-from fer_core.checkpoint import export, load_checkpoint, save_checkpoint
 from fer_core.errors import CheckpointError
-from fer_core.models import build_model
+from fer_core.models.checkpoint import export, load_checkpoint, save_checkpoint
+from fer_core.models.networks import build_model
 
 
 def _save(path, arch="small", **kw):
@@ -117,7 +117,7 @@ def test_mismatched_or_incomplete_or_newer(tmp_path):
 
 @pytest.mark.parametrize("name", ["fer_model.pt", "fer_model_fast.pt"])
 def test_read_info_matches_the_full_load(name):
-    from fer_core.checkpoint_info import CHECKPOINT_DIR, read_info
+    from fer_core.lite.checkpoint_info import CHECKPOINT_DIR, read_info
 
     info, full = read_info(CHECKPOINT_DIR / name), load_checkpoint(CHECKPOINT_DIR / name)
     assert (info.arch, info.num_parameters, info.classes) == (
@@ -129,7 +129,7 @@ def test_read_info_matches_the_full_load(name):
 
 
 def test_read_info_of_a_saved_run_checkpoint(tmp_path):
-    from fer_core.checkpoint_info import read_info
+    from fer_core.lite.checkpoint_info import read_info
 
     _save(tmp_path / "m.pt")
     info, full = read_info(tmp_path / "m.pt"), load_checkpoint(tmp_path / "m.pt")
@@ -146,7 +146,7 @@ def test_read_info_refuses_code_and_junk(tmp_path):
     import os
     import zipfile
 
-    from fer_core.checkpoint_info import read_info
+    from fer_core.lite.checkpoint_info import read_info
 
     class Payload:
         def __reduce__(self):
@@ -174,8 +174,8 @@ def test_home_page_path_imports_no_torch():
     from conftest import REPO
 
     code = (
-        "import sys; from ui import state; from fer_core.checkpoint_info import "
-        "DEFAULT_CHECKPOINT, read_info; from fer_core.run_records import list_runs; "
+        "import sys; from ui import state; from fer_core.lite.checkpoint_info import "
+        "DEFAULT_CHECKPOINT, read_info; from fer_core.lite.run_records import list_runs; "
         "read_info(DEFAULT_CHECKPOINT); list_runs('.'); print(sorted(m for m in sys.modules "
         "if m == 'torch' or m.startswith('torch.')))"
     )

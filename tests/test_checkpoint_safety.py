@@ -25,9 +25,9 @@ from test_cli import cli
 from test_faces_predict import scene_with_face
 
 from fer_core.__main__ import main as cli_main
-from fer_core.checkpoint import export, load_checkpoint, safe_torch_load, save_checkpoint
 from fer_core.errors import CheckpointError
-from fer_core.models import build_model
+from fer_core.models.checkpoint import export, load_checkpoint, safe_torch_load, save_checkpoint
+from fer_core.models.networks import build_model
 from fer_core.training.runs import list_runs, read_run, write_json_atomic
 
 # ----------------------------------------------------------------------------- payloads

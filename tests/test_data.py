@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from conftest import CSV_PATH, FERPLUS_PATH, face_pixels, write_archive, write_csv
 
-from fer_core.data import (
+from fer_core.data.fer2013 import (
     SPLITS,
     class_weights,
     load_dataset,
@@ -211,7 +211,7 @@ def test_training_subset_has_exactly_the_requested_size(csv_data):
 
 
 def test_ferplus_soft_labels_blend_the_votes_with_the_label(csv_data):
-    from fer_core.data import ferplus_targets, read_ferplus_votes
+    from fer_core.data.fer2013 import ferplus_targets, read_ferplus_votes
 
     train = csv_data.split("train")
     rows, labels = train.rows[:2000], train.labels[:2000]

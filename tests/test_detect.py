@@ -13,10 +13,13 @@ import cv2
 import numpy as np
 import pytest
 
-from fer_core.checkpoint import save_checkpoint
-from fer_core.draw import annotate
 from fer_core.errors import FerError
-from fer_core.faces import (
+from fer_core.labels import CLASSES
+from fer_core.models.checkpoint import save_checkpoint
+from fer_core.models.networks import build_model
+from fer_core.predict import FacePrediction, Predictor
+from fer_core.vision.draw import annotate
+from fer_core.vision.faces import (
     FRAME_DY,
     FRAME_SCALE,
     Box,
@@ -29,9 +32,6 @@ from fer_core.faces import (
     tilt_angles,
     webcam_detector,
 )
-from fer_core.labels import CLASSES
-from fer_core.models import build_model
-from fer_core.predict import FacePrediction, Predictor
 
 
 def background(shape: tuple[int, int], seed: int = 0) -> np.ndarray:

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fer_core.checkpoint import save_checkpoint
 from fer_core.errors import ImageError
-from fer_core.faces import Box, FaceDetector, crop_face, load_image
-from fer_core.models import build_model
+from fer_core.models.checkpoint import save_checkpoint
+from fer_core.models.networks import build_model
 from fer_core.predict import Predictor
+from fer_core.vision.faces import Box, FaceDetector, crop_face, load_image
 
 
 def scene_with_face(face48: np.ndarray, size=160, at=(200, 120), shape=(480, 640)) -> np.ndarray:
@@ -142,8 +142,8 @@ def test_whole_image_prediction_never_loads_the_detector(tiny_predictor):
 
 
 def test_faces_are_numbered_left_to_right(csv_data, tiny_predictor):
-    from fer_core.draw import annotate
     from fer_core.predict import in_reading_order
+    from fer_core.vision.draw import annotate
 
     faces = csv_data.split("public_test").images
     scene = scene_with_face(faces[0], size=200, at=(420, 120))  # the larger face on the right

@@ -30,9 +30,9 @@ from hypothesis import strategies as st
 from hypothesis.configuration import set_hypothesis_home_dir
 from PIL import Image
 
-from fer_core.data import FerData, load_dataset, parse_pixel_strings
+from fer_core.data.fer2013 import FerData, load_dataset, parse_pixel_strings
 from fer_core.errors import DataError, FerError, ImageError
-from fer_core.faces import load_image
+from fer_core.vision.faces import load_image
 
 FUZZ = settings(
     max_examples=600,

@@ -31,9 +31,9 @@ from streamlit.testing.v1 import AppTest
 from test_app import by_label
 from test_hostile_images import gray_png, reap, spawn
 
-from fer_core import data as fer_data
 from fer_core.__main__ import main
-from fer_core.data import load_dataset
+from fer_core.data import fer2013 as fer_data
+from fer_core.data.fer2013 import load_dataset
 from fer_core.errors import DataError
 
 MEMORY_LIMIT_MB = 1500
@@ -663,7 +663,7 @@ def app_results(tmp_path_factory):
                 at.run()
                 outcome("upload", name)
         new_files = snapshot(root) - before
-    upload_dir = system_tmp / f"fer_uploads_{os.getpid()}"
+    upload_dir = app_dir / "datasets"
     return results, new_files, upload_dir, app_dir, sources
 
 
@@ -688,15 +688,16 @@ def test_app_data_page(app_results, kind, name):
 
 
 def test_app_writes_only_accepted_uploads_and_caches(app_results):
-    """Nothing is written outside the app's folders: the only new files are accepted uploads
-    (in the upload folder) and the dataset cache (in the app folder); refused uploads are gone."""
+    """Nothing is written outside the app's folder: the only new files are accepted uploads (in
+    its upload folder), the dataset cache and the last dataset's record; refused uploads are
+    gone."""
     results, new_files, upload_dir, app_dir, _ = app_results
     files = {p for p in new_files if not p.is_dir()}
     accepted = {n for (kind, n), r in results.items() if kind == "upload" and not r["errors"]}
     uploads = {p for p in files if p.is_relative_to(upload_dir)}
     assert len(uploads) == len(accepted)  # one file per accepted upload, no refused leftovers
     assert all(p.parent.parent == upload_dir for p in uploads)  # in its own folder, no deeper
-    assert files - uploads == {p for p in files if p.is_relative_to(app_dir)}
+    assert all(p.is_relative_to(app_dir) for p in files)  # uploads and cache, nothing else
     assert not any(p.exists() for p in traversal_targets(upload_dir, app_dir))
 
 
@@ -740,3 +741,29 @@ def test_upload_is_written_once(tmp_path, monkeypatch):
     time.sleep(0.01)
     at.run()
     assert path.stat().st_mtime_ns == stamp and not at.exception
+
+
+def test_uploaded_dataset_survives_a_refresh_and_uploads_are_bounded(tmp_path, monkeypatch):
+    """An uploaded dataset is kept in the app folder and is the next session's dataset (a browser
+    refresh is a new session); the sidebar names the file, and the oldest uploads go first when
+    they outgrow FER_UPLOADS_MB."""
+    app_dir = tmp_path / "app"
+    monkeypatch.setenv("FER_APP_DIR", str(app_dir))
+    monkeypatch.delenv("FER_DATA", raising=False)
+    first = fer_csv(good_rows(14))(tmp_path).read_bytes()
+    at = data_page()
+    at.file_uploader[0].set_value(("first.csv", first, "text/csv"))
+    at.run()
+    kept = Path(at.session_state["data_path"])
+    assert kept.is_relative_to(app_dir / "datasets") and kept.read_bytes() == first
+
+    refreshed = data_page()  # a new session on the same server
+    assert refreshed.session_state["data_path"] == str(kept) and not refreshed.error
+    assert "first.csv" in " ".join(c.value for c in refreshed.sidebar.caption)
+
+    monkeypatch.setenv("FER_UPLOADS_MB", str(1.5 * len(first) / 1e6))  # room for one upload
+    refreshed.file_uploader[0].set_value(("second.csv", first + b"\n", "text/csv"))
+    refreshed.run()
+    second = Path(refreshed.session_state["data_path"])
+    assert second.name == "second.csv" and second.exists() and not kept.exists()
+    assert [p.name for p in (app_dir / "datasets").glob("*/*")] == ["second.csv"]

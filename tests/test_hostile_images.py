@@ -34,8 +34,8 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 from test_faces_predict import iou, scene_with_face
 
-from fer_core.faces import Box, FaceDetector
 from fer_core.labels import CLASSES
+from fer_core.vision.faces import Box, FaceDetector
 
 MEMORY_LIMIT_MB = 1500
 TRUTH = Box(200, 120, 160, 160)  # where scene_with_face pastes the face by default
@@ -421,7 +421,7 @@ def test_cli_memory_stays_bounded(cli_runs):
 
 def test_exif_orientation_is_honoured_not_ignored(cases):
     """Control for the EXIF cases: without the tag the same pixels give a sideways image."""
-    from fer_core.faces import load_image
+    from fer_core.vision.faces import load_image
 
     for name in ("exif_orientation_6", "exif_orientation_8"):
         assert load_image(cases[name].data).shape == (480, 640, 3)

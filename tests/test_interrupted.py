@@ -18,7 +18,7 @@ import pytest
 from conftest import CSV_PATH, REPO
 
 from fer_core.__main__ import main as cli_main
-from fer_core.checkpoint import load_checkpoint, safe_torch_load
+from fer_core.models.checkpoint import load_checkpoint, safe_torch_load
 from fer_core.training.runs import BEST_FILE, STATE_FILE, list_runs, read_run
 
 EPOCHS = 10
@@ -155,7 +155,7 @@ def test_short_onecycle_runs_train(csv_data):
     allows) crashed in OneCycleLR with a ZeroDivisionError; every short length trains now."""
     from dataclasses import replace
 
-    from fer_core.models import build_model
+    from fer_core.models.networks import build_model
     from fer_core.training.recipes import get_recipe
     from fer_core.training.runs import DataSelection, select_data
     from fer_core.training.trainer import Trainer

@@ -23,7 +23,7 @@ from PIL.PngImagePlugin import PngInfo
 from playwright.sync_api import Error as PlaywrightError
 from test_faces_predict import scene_with_face
 
-from fer_core.faces import MAX_FILE_BYTES
+from fer_core.vision.faces import MAX_FILE_BYTES
 
 pytestmark = pytest.mark.browser
 SESSIONS = 4
@@ -78,7 +78,7 @@ def _photo(path: Path, face: np.ndarray, token: str) -> bytes:
 
 def _detectable_faces(data, n: int) -> list[np.ndarray]:
     """The first n PublicTest faces the detector finds once pasted into a scene."""
-    from fer_core.faces import FaceDetector
+    from fer_core.vision.faces import FaceDetector
 
     detector = FaceDetector()
     found = [

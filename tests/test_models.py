@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from fer_core.models import (
+from fer_core.models.networks import (
     ARCHITECTURES,
     build_model,
     count_parameters,

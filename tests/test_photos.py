@@ -13,13 +13,13 @@ from test_app import app_env  # noqa: F401  (fixture)
 from test_faces_predict import scene_with_face
 
 from fer_core.calibration import fit_temperature, reliability
-from fer_core.checkpoint import FAST_CHECKPOINT, load_checkpoint, save_checkpoint
+from fer_core.data.photos import is_photo_set, read_photo_set
 from fer_core.errors import CheckpointError, DataError
 from fer_core.evaluate import compute_metrics
-from fer_core.faces import FRAME_DX, FRAME_DY, FRAME_SCALE, FaceDetector, crop_face
 from fer_core.labels import CLASSES
-from fer_core.photos import is_photo_set, read_photo_set
+from fer_core.models.checkpoint import FAST_CHECKPOINT, load_checkpoint, save_checkpoint
 from fer_core.predict import FacePrediction, Predictor
+from fer_core.vision.faces import FRAME_DX, FRAME_DY, FRAME_SCALE, FaceDetector, crop_face
 
 REALPHOTOS = REPO.parent / "shared" / "realphotos"
 

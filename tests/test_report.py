@@ -2,8 +2,8 @@
 
 import numpy as np
 
+from fer_core.data.report import build_report
 from fer_core.labels import CLASSES
-from fer_core.report import build_report
 
 
 def test_report_on_real_csv(csv_data):
@@ -19,7 +19,7 @@ def test_report_on_real_csv(csv_data):
 
 
 def test_class_pixel_summary_matches_a_plain_computation(csv_data):
-    from fer_core.report import class_pixel_summary
+    from fer_core.data.report import class_pixel_summary
 
     mean_faces, intensity = class_pixel_summary(csv_data)
     train = csv_data.split("train")

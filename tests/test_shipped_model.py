@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from fer_core.checkpoint import DEFAULT_CHECKPOINT, FAST_CHECKPOINT, load_checkpoint
 from fer_core.evaluate import evaluate_checkpoint
+from fer_core.models.checkpoint import DEFAULT_CHECKPOINT, FAST_CHECKPOINT, load_checkpoint
 from fer_core.predict import DEFAULT_TTA
 
 
@@ -38,7 +38,7 @@ def test_named_recipe_reproduces_the_shipped_config(path, recipe, photo_augment)
     (`--init ... --epochs 30 --lr 0.01 [--photo-augment]`)."""
     from dataclasses import replace
 
-    from fer_core.augment import with_photo_degradations
+    from fer_core.data.augment import with_photo_degradations
     from fer_core.training.config import TrainConfig
     from fer_core.training.recipes import get_recipe
 

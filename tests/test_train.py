@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from fer_core.augment import AugmentConfig
+from fer_core.data.augment import AugmentConfig
 from fer_core.errors import CheckpointError
-from fer_core.models import build_model, member_state_dict
+from fer_core.models.networks import build_model, member_state_dict
 from fer_core.training.config import TrainConfig
 from fer_core.training.recipes import get_recipe, with_overrides
 from fer_core.training.runs import DataSelection, list_runs, read_run, select_data, train_run
@@ -269,7 +269,7 @@ def test_branched_loss_sums_the_branches_and_reports_their_mean(csv_data):
 
 
 def test_branched_network_trains_saves_and_loads(csv_data, tmp_path):
-    from fer_core.checkpoint import load_checkpoint
+    from fer_core.models.checkpoint import load_checkpoint
 
     recipe = with_overrides(get_recipe("shipped"), epochs=1, device="cpu", amp=False)
     best, result = train_run(
@@ -311,7 +311,7 @@ def test_one_hot_soft_labels_train_exactly_like_hard_labels(csv_data):
 def test_fine_tuning_starts_from_the_checkpoint_and_records_soft_labels(csv_data, tmp_path):
     from conftest import FERPLUS_PATH
 
-    from fer_core.checkpoint import load_checkpoint
+    from fer_core.models.checkpoint import load_checkpoint
 
     start = load_checkpoint("checkpoints/fer_model_fast.pt")
     recipe = with_overrides(get_recipe("shipped_fast"), epochs=1, device="cpu", lr=1e-4)
@@ -336,9 +336,9 @@ def test_every_training_setting_is_a_cli_flag():
     a given flag overrides the recipe, the rest keep the recipe's values."""
     from dataclasses import fields
 
-    from fer_core.augment import AugmentConfig
     from fer_core.cli.main import build_parser
     from fer_core.cli.train import recipe_from_args
+    from fer_core.data.augment import AugmentConfig
 
     parser = build_parser()
     argv = ["train", "--data", "x.csv", "--recipe", "shipped", "--ema", "0.99", "--no-amp",

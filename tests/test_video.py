@@ -19,13 +19,13 @@ from clips import write_clip as write
 from conftest import REPO, cli
 
 from fer_core.__main__ import main
-from fer_core.checkpoint import FAST_CHECKPOINT
 from fer_core.errors import VideoError
-from fer_core.faces import Box
 from fer_core.labels import CLASSES
+from fer_core.models.checkpoint import FAST_CHECKPOINT
 from fer_core.predict import FacePrediction, FaceSmoother
-from fer_core.track import FaceTracker, TrackerConfig
-from fer_core.video import (
+from fer_core.vision.faces import Box
+from fer_core.vision.track import FaceTracker, TrackerConfig
+from fer_core.vision.video import (
     CSV_NAME,
     SUMMARY_NAME,
     VIDEO_NAME,
@@ -106,7 +106,7 @@ def test_summary_weighs_frames_by_the_time_they_stand_for():
 
 
 def _frame(time_s: float):
-    from fer_core.video import Frame
+    from fer_core.vision.video import Frame
 
     return Frame(round(time_s * 10), time_s, np.zeros((8, 8, 3), np.uint8))
 
@@ -306,7 +306,7 @@ def test_truncated_video_in_a_subprocess_is_one_line(bad_files, tmp_path):
 
 
 def test_reader_error_names_the_file(bad_files):
-    from fer_core.video import probe
+    from fer_core.vision.video import probe
 
     with pytest.raises(VideoError, match=r"^text.mp4: not a readable video"):
         probe(bad_files["text"])
@@ -407,7 +407,7 @@ def test_portrait_phone_video_is_turned_upright(faces, tmp_path):
     """A display matrix of a quarter turn (as phones write) gives upright, portrait frames."""
     from dataclasses import replace
 
-    from fer_core.video import VideoReader
+    from fer_core.vision.video import VideoReader
 
     clip = Clip([Actor(faces[0], [(0, 10, 20), (1, 10, 20)])], seconds=0.2)
     path = write(tmp_path / "phone.mp4", clip)

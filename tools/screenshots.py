@@ -34,7 +34,7 @@ def video_results(browser, url: str, data: str, tmp: Path, out: Path) -> None:
     per-face table and the focused face's timeline, below the annotated video."""
     import re
 
-    from fer_core.data import load_dataset
+    from fer_core.data.fer2013 import load_dataset
 
     faces = detectable_faces(load_dataset(data).split("public_test").images, 2)
     clip = write_clip(tmp / "two_people.mp4", crossing(faces, seconds=8, offset=40, passes=3))

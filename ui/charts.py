@@ -6,7 +6,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from fer_core.draw import COLORS
+from fer_core.vision.draw import COLORS
 from fer_core.labels import CLASSES
 
 SPLIT_LABELS = {

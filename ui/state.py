@@ -2,22 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-import tempfile
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import streamlit as st
 
-from fer_core.checkpoint_info import DEFAULT_CHECKPOINT, FAST_CHECKPOINT, read_info
-from fer_core.data import FerData, load_dataset
+from fer_core.data.fer2013 import FerData, load_dataset
 from fer_core.errors import FerError
+from fer_core.lite.checkpoint_info import DEFAULT_CHECKPOINT, FAST_CHECKPOINT, read_info
 
 if TYPE_CHECKING:  # torch-backed; imported where used, so a cold Home page does not wait for torch
-    from fer_core.checkpoint import Checkpoint
-    from fer_core.checkpoint_info import CheckpointInfo
+    from fer_core.lite.checkpoint_info import CheckpointInfo
+    from fer_core.models.checkpoint import Checkpoint
     from fer_core.predict import Predictor
 
 # Session-state keys, named in one place.
@@ -63,17 +63,69 @@ def runs_dir() -> Path:
 
 
 def upload_dir() -> Path:
-    """Uploaded datasets live in a temporary folder of this server process, never in the repo."""
-    path = Path(tempfile.gettempdir()) / f"fer_uploads_{os.getpid()}"
+    """Uploaded datasets and photo sets: `<app dir>/datasets/<id>/<file name>`, kept across
+    restarts and refreshes, at most `FER_UPLOADS_MB` (default 2000) in all, oldest removed first."""
+    path = app_dir() / "datasets"
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def save_upload(upload) -> str:
+    """Write an uploaded file once into its own folder under `upload_dir` (a file refused later
+    never overwrites an earlier upload of the same name); returns its path."""
+    import hashlib
+
+    folder = upload_dir() / hashlib.sha256(upload.file_id.encode()).hexdigest()[:16]
+    target = folder / Path(upload.name).name
+    if not target.exists():
+        folder.mkdir(exist_ok=True)
+        target.write_bytes(upload.getbuffer())
+        prune_uploads(keep=folder)
+    return str(target)
+
+
+def discard_upload(path: str) -> None:
+    """Remove an upload that was refused (its file and its folder)."""
+    import shutil
+
+    folder = Path(path).parent
+    if folder.parent == upload_dir():  # never anything outside the upload folder
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def prune_uploads(keep: Path | None = None) -> None:
+    """Remove the oldest uploads until all of them fit in FER_UPLOADS_MB (never `keep`)."""
+    import shutil
+
+    limit = float(os.environ.get("FER_UPLOADS_MB", 2000)) * 1e6
+    folders = [f for f in upload_dir().iterdir() if f.is_dir() and not f.is_symlink()]
+    sizes = {f: sum(p.stat().st_size for p in f.iterdir() if p.is_file()) for f in folders}
+    total = sum(sizes.values())
+    for folder in sorted(folders, key=lambda f: f.stat().st_mtime):
+        if total <= limit:
+            break
+        if folder != keep:
+            shutil.rmtree(folder, ignore_errors=True)
+            total -= sizes[folder]
 
 
 # ----------------------------------------------------------------------------- dataset
 
 
 def default_data_path() -> str:
+    """A new session's dataset: the one last made active on this server (kept in the app folder,
+    so a refresh or a restart keeps an uploaded dataset), else $FER_DATA."""
+    try:
+        last = json.loads(_last_data_file().read_text())["path"]
+        if last and Path(last).exists():
+            return last
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
     return os.environ.get("FER_DATA", "")
+
+
+def _last_data_file() -> Path:
+    return app_dir() / "last_dataset.json"
 
 
 def active_data_path() -> str:
@@ -83,7 +135,13 @@ def active_data_path() -> str:
 
 
 def set_data_path(path: str) -> None:
+    """Make a dataset this session's active one, and the one new sessions start with."""
+    from fer_core.atomic import atomic_write
+
     st.session_state[DATA_PATH] = path
+    record = json.dumps({"path": path}).encode()
+    with contextlib.suppress(OSError):  # remembering it is a convenience, not a requirement
+        atomic_write(_last_data_file(), lambda handle: handle.write(record))
 
 
 @st.cache_resource(show_spinner="Loading the dataset…", max_entries=2)
@@ -97,12 +155,19 @@ def get_data(path: str | None = None) -> tuple[FerData | None, str | None]:
     path = active_data_path() if path is None else path
     if not path:
         return None, None
+    return cached(_load_data, path, "Dataset not found")
+
+
+def cached(load, path: str, missing: str = "Not found"):
+    """The one getter shape: (load(path, modification time), None), or (None, a friendly error)
+    when the file is missing or `fer_core` refuses it. `load` is an `st.cache_*` function keyed on
+    the path and its modification time, so a changed file is loaded again."""
     try:
         stamp = Path(path).stat().st_mtime
     except OSError:
-        return None, f"Dataset not found: {path}"
+        return None, f"{missing}: {path}"
     try:
-        return _load_data(path, stamp), None
+        return load(path, stamp), None
     except FerError as exc:
         return None, str(exc)
 
@@ -120,24 +185,19 @@ def set_model_path(path: str) -> None:
     st.session_state[MODEL_PATH] = path
 
 
+MODEL_MISSING = "Model not found"
+
+
 @st.cache_resource(show_spinner="Loading the model…", max_entries=4)
 def _load_checkpoint(path: str, stamp: float) -> Checkpoint:
-    from fer_core.checkpoint import load_checkpoint
+    from fer_core.models.checkpoint import load_checkpoint
 
     del stamp
     return load_checkpoint(path)
 
 
 def get_checkpoint(path: str | None = None) -> tuple[Checkpoint | None, str | None]:
-    path = active_model_path() if path is None else path
-    try:
-        stamp = Path(path).stat().st_mtime
-    except OSError:
-        return None, f"Model not found: {path}"
-    try:
-        return _load_checkpoint(path, stamp), None
-    except FerError as exc:
-        return None, str(exc)
+    return cached(_load_checkpoint, active_model_path() if path is None else path, MODEL_MISSING)
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)
@@ -148,17 +208,13 @@ def _predictor(path: str, stamp: float) -> Predictor:
 
 
 def get_predictor(path: str | None = None) -> tuple[Predictor | None, str | None]:
-    ckpt, error = get_checkpoint(path)
-    if ckpt is None:
-        return None, error
-    path = active_model_path() if path is None else path
-    return _predictor(path, Path(path).stat().st_mtime), None
+    return cached(_predictor, active_model_path() if path is None else path, MODEL_MISSING)
 
 
 @st.cache_resource(show_spinner=False, max_entries=2)
 def _webcam_predictor(path: str, stamp: float) -> Predictor:
-    from fer_core.faces import webcam_detector
     from fer_core.predict import Predictor
+    from fer_core.vision.faces import webcam_detector
 
     return Predictor(_load_checkpoint(path, stamp), tta="none", detector=webcam_detector())
 
@@ -169,10 +225,7 @@ def get_webcam_predictor() -> tuple[Predictor | None, str | None]:
     path = active_model_path()
     if path == str(DEFAULT_CHECKPOINT) and FAST_CHECKPOINT.exists():
         path = str(FAST_CHECKPOINT)
-    ckpt, error = get_checkpoint(path)
-    if ckpt is None:
-        return None, error
-    return _webcam_predictor(path, Path(path).stat().st_mtime), None
+    return cached(_webcam_predictor, path, MODEL_MISSING)
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)
@@ -207,14 +260,14 @@ def warm_up() -> None:
     _warmed.set()
 
     def work() -> None:
-        import fer_core.predict  # noqa: F401  (imports torch, the models and fer_core.checkpoint)
+        import fer_core.predict  # noqa: F401  (imports torch, the models and fer_core.models.checkpoint)
 
     threading.Thread(target=work, name="fer-warm-up", daemon=True).start()
 
 
 def model_choices() -> dict[str, str]:
     """Label -> checkpoint path: the shipped model, then every run with a best checkpoint."""
-    from fer_core.run_records import BEST_FILE, list_runs
+    from fer_core.lite.run_records import BEST_FILE, list_runs
 
     choices = {}
     if DEFAULT_CHECKPOINT.exists():
@@ -229,7 +282,7 @@ def model_choices() -> dict[str, str]:
 
 @st.cache_resource(show_spinner="Analysing the dataset…", max_entries=2)
 def _report(path: str, stamp: float):
-    from fer_core.report import build_report
+    from fer_core.data.report import build_report
 
     return build_report(_load_data(path, stamp))
 
@@ -237,15 +290,12 @@ def _report(path: str, stamp: float):
 def get_report(path: str | None = None):
     """The dataset report of the active (or given) dataset, cached; None without data."""
     path = active_data_path() if path is None else path
-    data, _ = get_data(path)
-    if data is None:
-        return None
-    return _report(path, Path(path).stat().st_mtime)
+    return cached(_report, path)[0] if path else None
 
 
 @st.cache_resource(show_spinner=False, max_entries=2)
 def _pixel_summary(path: str, stamp: float):
-    from fer_core.report import class_pixel_summary
+    from fer_core.data.report import class_pixel_summary
 
     return class_pixel_summary(_load_data(path, stamp))
 
@@ -253,7 +303,7 @@ def _pixel_summary(path: str, stamp: float):
 def get_pixel_summary(path: str | None = None):
     """Mean faces and intensity distributions per class of the train split, cached."""
     path = active_data_path() if path is None else path
-    return _pixel_summary(path, Path(path).stat().st_mtime)
+    return cached(_pixel_summary, path)[0] if path else None
 
 
 def ferplus_path(data_path: str) -> Path | None:
@@ -314,21 +364,9 @@ def evaluation(
     return record
 
 
-def save_upload(upload) -> str:
-    """Write an uploaded file once into its own folder under `upload_dir`; returns its path."""
-    import hashlib
-
-    folder = upload_dir() / hashlib.sha256(upload.file_id.encode()).hexdigest()[:16]
-    target = folder / Path(upload.name).name
-    if not target.exists():
-        folder.mkdir(exist_ok=True)
-        target.write_bytes(upload.getbuffer())
-    return str(target)
-
-
 @st.cache_resource(show_spinner="Reading the photo set…", max_entries=4)
 def _photo_set(path: str, stamp: float):
-    from fer_core.photos import read_photo_set
+    from fer_core.data.photos import read_photo_set
 
     del stamp  # part of the cache key
     return read_photo_set(path)
@@ -336,12 +374,7 @@ def _photo_set(path: str, stamp: float):
 
 def get_photo_set(path: str):
     """(PhotoSet, None) or (None, friendly error)."""
-    try:
-        return _photo_set(path, stamp(path)), None
-    except OSError:
-        return None, f"Not found: {path}"
-    except FerError as exc:
-        return None, str(exc)
+    return cached(_photo_set, path)
 
 
 @st.cache_data(show_spinner="Detecting and classifying the faces…", max_entries=4)

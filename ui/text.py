@@ -10,7 +10,7 @@ import re
 
 import numpy as np
 
-from fer_core.data import SPLITS, FerData
+from fer_core.data.fer2013 import SPLITS, FerData
 
 # The names FER2013 itself uses for its splits ("Usage" in the CSV, file-name prefixes).
 SPLIT_LABELS = {

@@ -14,7 +14,7 @@ import traceback
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from fer_core.data import FerData
+from fer_core.data.fer2013 import FerData
 from fer_core.errors import FerError
 from fer_core.training.recipes import Recipe
 from fer_core.training.runs import DataSelection, new_run_dir, train_run

@@ -1,6 +1,6 @@
 """Video analysis for the app: one background job per session, and the model it uses.
 
-The worker thread never calls st.*: `fer_core.video.analyse_video` reports into a lock-protected
+The worker thread never calls st.*: `fer_core.vision.video.analyse_video` reports into a lock-protected
 `_Work`, and the Video tab reads `VideoJob.snapshot()` from an `st.fragment(run_every=...)`, as the
 Train page does with its training manager. Jobs of all sessions queue for one slot, so two
 analyses never split the server's CPUs between them.
@@ -25,9 +25,9 @@ from typing import IO
 
 import streamlit as st
 
-from fer_core.checkpoint_info import DEFAULT_CHECKPOINT, FAST_CHECKPOINT
 from fer_core.errors import FerError
-from fer_core.video import VIDEO_TYPES, VideoOptions, VideoProgress
+from fer_core.lite.checkpoint_info import DEFAULT_CHECKPOINT, FAST_CHECKPOINT
+from fer_core.vision.video import VIDEO_TYPES, VideoOptions, VideoProgress
 from ui import state
 
 MAX_UPLOAD_MB = 200
@@ -74,7 +74,7 @@ class _Work:
             _SLOT.release()
 
     def _analyse(self, predictor, options: VideoOptions) -> None:
-        from fer_core.video import analyse_video
+        from fer_core.vision.video import analyse_video
 
         try:
             summary = analyse_video(
@@ -167,7 +167,7 @@ class VideoJob:
     def faces(self):
         """faces.csv as a DataFrame, read once per job."""
         if self._faces is None:
-            from fer_core.video import CSV_NAME, load_faces
+            from fer_core.vision.video import CSV_NAME, load_faces
 
             self._faces = load_faces(self.output(CSV_NAME))
         return self._faces
@@ -210,8 +210,8 @@ def model_choices() -> dict[str, str]:
 
 @st.cache_resource(show_spinner="Loading the model…", max_entries=4)
 def _predictor(path: str, stamp: float):
-    from fer_core.faces import webcam_detector
     from fer_core.predict import Predictor
+    from fer_core.vision.faces import webcam_detector
 
     del stamp
     ckpt, error = state.get_checkpoint(path)

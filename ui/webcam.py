@@ -16,9 +16,9 @@ import time
 import av
 import streamlit as st
 
-from fer_core.draw import annotate
 from fer_core.predict import Predictor
-from fer_core.track import FaceTracker, TrackerConfig
+from fer_core.vision.draw import annotate
+from fer_core.vision.track import FaceTracker, TrackerConfig
 from ui.state import export_secrets, secret
 
 TURN_SECRETS = (
@@ -51,7 +51,7 @@ def rtc_configuration() -> tuple[dict | None, str]:
 
 class EmotionStream:
     """The frame callback plus the latest per-face probabilities and the measured frame rate.
-    Faces are tracked as in video files (`fer_core.track`): each keeps its id, and its
+    Faces are tracked as in video files (`fer_core.vision.track`): each keeps its id, and its
     probabilities are averaged over the last `smoothing_s` seconds or so."""
 
     def __init__(self, predictor: Predictor, smoothing_s: float = 0.3, tta: str = "none") -> None:

@@ -35,9 +35,9 @@ def register(sub) -> None:
 
 
 def cmd_info(args) -> int:
-    from fer_core.data import load_dataset
-    from fer_core.photos import is_photo_set
-    from fer_core.report import build_report
+    from fer_core.data.fer2013 import load_dataset
+    from fer_core.data.photos import is_photo_set
+    from fer_core.data.report import build_report
 
     if is_photo_set(args.data):
         return _photo_info(args)
@@ -63,8 +63,8 @@ def cmd_info(args) -> int:
 
 
 def _photo_info(args) -> int:
+    from fer_core.data.photos import read_photo_set
     from fer_core.labels import CLASSES
-    from fer_core.photos import read_photo_set
 
     photos = read_photo_set(args.data)
     counts = dict(zip(CLASSES, photos.class_counts().tolist()))
@@ -79,7 +79,7 @@ def _photo_info(args) -> int:
 
 
 def cmd_download(args) -> int:
-    from fer_core.data import download_kaggle
+    from fer_core.data.fer2013 import download_kaggle
 
     print(download_kaggle(args.dataset))
     return 0

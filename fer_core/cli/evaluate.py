@@ -6,9 +6,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from fer_core.augment import TTA_MODES
 from fer_core.cli.dataset import add_data_argument, report_skipped
-from fer_core.data import SPLIT_CHOICES
+from fer_core.data.augment import TTA_MODES
+from fer_core.data.fer2013 import SPLIT_CHOICES
 from fer_core.errors import FerError
 
 
@@ -42,10 +42,10 @@ def register(sub) -> None:
 
 
 def cmd_evaluate(args) -> int:
-    from fer_core.checkpoint import load_checkpoint
-    from fer_core.data import load_dataset
+    from fer_core.data.fer2013 import load_dataset
+    from fer_core.data.photos import is_photo_set
     from fer_core.evaluate import evaluate_checkpoint
-    from fer_core.photos import is_photo_set
+    from fer_core.models.checkpoint import load_checkpoint
     from fer_core.predict import DEFAULT_TTA
 
     if is_photo_set(args.data):
@@ -65,8 +65,8 @@ def cmd_evaluate(args) -> int:
 
 
 def _evaluate_photos(args) -> int:
+    from fer_core.data.photos import read_photo_set
     from fer_core.evaluate import evaluate_photos
-    from fer_core.photos import read_photo_set
     from fer_core.predict import Predictor
 
     photos = read_photo_set(args.data)

@@ -7,12 +7,12 @@ import json
 import sys
 from pathlib import Path
 
-from fer_core.augment import TTA_MODES
+from fer_core.data.augment import TTA_MODES
 from fer_core.errors import FerError
-from fer_core.faces import DetectorConfig
 from fer_core.options import add_flags, flag_values
-from fer_core.track import TrackerConfig
-from fer_core.video import VideoLimits
+from fer_core.vision.faces import DetectorConfig
+from fer_core.vision.track import TrackerConfig
+from fer_core.vision.video import VideoLimits
 
 
 def register(sub) -> None:
@@ -53,8 +53,8 @@ def register(sub) -> None:
 
 
 def cmd_predict(args) -> int:
-    from fer_core.faces import FaceDetector
     from fer_core.predict import Predictor
+    from fer_core.vision.faces import FaceDetector
 
     detector = FaceDetector(min_face=args.min_face, max_tilt=args.max_tilt)  # bad values fail first
     predictor = Predictor.from_checkpoint(args.checkpoint, tta=args.tta)
@@ -92,7 +92,7 @@ def cmd_predict(args) -> int:
 def cmd_video(args) -> int:
     from tqdm import tqdm
 
-    from fer_core.video import VideoOptions, analyse_video, probe, video_predictor
+    from fer_core.vision.video import VideoOptions, analyse_video, probe, video_predictor
 
     if args.every < 1:
         raise FerError("--every must be 1 or more")
@@ -137,7 +137,7 @@ def video_report(summary: dict, out: Path) -> str:
 
 
 def cmd_export(args) -> int:
-    from fer_core.checkpoint import export, load_checkpoint
+    from fer_core.models.checkpoint import export, load_checkpoint
 
     out = export(load_checkpoint(args.checkpoint), args.out, args.format)
     print(out)

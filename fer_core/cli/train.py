@@ -13,10 +13,11 @@ import shlex
 import sys
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
-from fer_core.augment import AugmentConfig
 from fer_core.cli.dataset import add_data_argument
-from fer_core.data import SPLIT_CHOICES
+from fer_core.data.augment import AugmentConfig
+from fer_core.data.fer2013 import SPLIT_CHOICES
 from fer_core.errors import FerError
 from fer_core.options import add_flags, flag_values
 from fer_core.training.config import TrainConfig
@@ -44,7 +45,7 @@ def register(sub) -> None:
 
 
 def _train_arguments(p: argparse.ArgumentParser) -> None:
-    from fer_core.models import ARCHITECTURES
+    from fer_core.models.networks import ARCHITECTURES
     from fer_core.training.recipes import RECIPES
 
     add_data_argument(p)
@@ -132,7 +133,7 @@ def recipe_from_args(args):
         recipe = replace(recipe, class_weighting=args.class_weighting)
     augment = recipe.config.augment
     if args.photo_augment:
-        from fer_core.augment import with_photo_degradations
+        from fer_core.data.augment import with_photo_degradations
 
         augment = with_photo_degradations(augment)
     augment = replace(augment, **flag_values(args, AugmentConfig, AUG_PREFIX))
@@ -141,7 +142,7 @@ def recipe_from_args(args):
     arch_kwargs = {key: getattr(args, key) for key in options if getattr(args, key) is not None}
     if not args.init:
         return recipe, arch_kwargs, None
-    from fer_core.checkpoint import load_checkpoint
+    from fer_core.models.checkpoint import load_checkpoint
 
     if args.arch or arch_kwargs:
         raise FerError("--init takes the architecture from its checkpoint; drop --arch and "
@@ -153,7 +154,7 @@ def recipe_from_args(args):
 
 
 def cmd_train(args) -> int:
-    from fer_core.data import load_dataset
+    from fer_core.data.fer2013 import load_dataset
     from fer_core.training.runs import BEST_FILE, DataSelection, new_run_dir, train_run
 
     try:
@@ -185,7 +186,7 @@ def cmd_train(args) -> int:
     except ValueError as exc:
         raise FerError(str(exc)) from None
     if args.half and best.exists():
-        from fer_core.checkpoint import load_checkpoint
+        from fer_core.models.checkpoint import load_checkpoint
 
         ckpt = load_checkpoint(best)
         resave(ckpt, best, ckpt.metrics, half=True)
@@ -206,7 +207,7 @@ class ProgressBar(Callback):
 
         self._tqdm = tqdm
         self.show_bar = show_bar
-        self.bar = None
+        self.bar: Any = None
 
     def on_batch_end(self, trainer, progress) -> None:
         if not self.show_bar:
@@ -241,7 +242,7 @@ class ProgressBar(Callback):
 
 def resave(ckpt, path, metrics: dict, half: bool, calibration: dict | None = None) -> None:
     """Write a loaded checkpoint again, with new metrics (and calibration), optionally in fp16."""
-    from fer_core.checkpoint import save_checkpoint
+    from fer_core.models.checkpoint import save_checkpoint
 
     save_checkpoint(path, ckpt.model, ckpt.arch, ckpt.arch_kwargs, mean=ckpt.mean, std=ckpt.std,
                     classes=ckpt.classes, input_size=ckpt.input_size,
@@ -254,9 +255,9 @@ def cmd_finalize(args) -> int:
     """Fit the calibration temperature and store it, then evaluate with the default settings and
     store that evaluation inside a copy of the file, so the app can show a model's numbers
     without the dataset (no number is ever typed in)."""
-    from fer_core.checkpoint import load_checkpoint
-    from fer_core.data import load_dataset
+    from fer_core.data.fer2013 import load_dataset
     from fer_core.evaluate import evaluate_checkpoint, fit_calibration
+    from fer_core.models.checkpoint import load_checkpoint
     from fer_core.predict import DEFAULT_TTA
 
     data = load_dataset(args.data)

@@ -7,8 +7,9 @@ field's), so the CLI's training flags are generated from this class: a new setti
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
+from typing import Any
 
-from fer_core.augment import TTA_MODES, AugmentConfig
+from fer_core.data.augment import TTA_MODES, AugmentConfig
 from fer_core.options import setting
 
 OPTIMIZERS = ("adamw", "adam", "sgd")
@@ -94,10 +95,10 @@ class TrainConfig:
         known = {f.name for f in fields(cls)}
         values = {k: v for k, v in raw.items() if k in known}
         if isinstance(values.get("augment"), dict):
-            aug = values["augment"]
-            values["augment"] = AugmentConfig(
-                **{k: tuple(v) if isinstance(v, list) else v for k, v in aug.items()}
-            )
+            aug: dict[str, Any] = {
+                k: tuple(v) if isinstance(v, list) else v for k, v in values["augment"].items()
+            }
+            values["augment"] = AugmentConfig(**aug)
         if isinstance(values.get("class_weights"), list):
             values["class_weights"] = tuple(values["class_weights"])
         return cls(**values)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Callable
+from typing import cast
 
 import torch
 from torch import nn
@@ -15,7 +16,8 @@ from fer_core.training.config import TrainConfig
 
 def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     # No weight decay on norms and biases: they are scale parameters, not features.
-    decay, no_decay = [], []
+    decay: list[nn.Parameter] = []
+    no_decay: list[nn.Parameter] = []
     for p in model.parameters():
         (no_decay if p.ndim <= 1 else decay).append(p)
     groups = [
@@ -61,10 +63,10 @@ def sharpness_aware_gradient(
     """SAM (Foret et al. 2021): replace the gradient in `model` with the one taken at the worst
     point within `rho` of the weights (first-order), which favours flat minima. `backward`
     recomputes the loss and its gradient at the current weights."""
-    params = [p for p in model.parameters() if p.grad is not None]
-    grads = [p.grad for p in params]
+    params: list[torch.Tensor] = [p for p in model.parameters() if p.grad is not None]
+    grads = [cast(torch.Tensor, p.grad) for p in params]
     norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
-    steps = torch._foreach_mul(grads, rho / (norm + 1e-12))
+    steps = list(torch._foreach_mul(grads, rho / (norm + 1e-12)))
     with torch.no_grad():
         torch._foreach_add_(params, steps)
     zero_grad()

@@ -8,8 +8,9 @@ is filled with that framework's defaults. They use the seeds' normalisation (mea
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from typing import Any
 
-from fer_core.augment import AugmentConfig
+from fer_core.data.augment import AugmentConfig
 from fer_core.training.config import TrainConfig
 
 
@@ -23,7 +24,7 @@ class Recipe:
 
 
 _NO_AUG = AugmentConfig.none()
-_SEED_NORM = {"mean": 0.5, "std": 0.5}
+_SEED_NORM: dict[str, Any] = {"mean": 0.5, "std": 0.5}
 
 _SHIPPED = TrainConfig(
     epochs=180, batch_size=128, optimizer="sgd", lr=0.1, weight_decay=5e-4, scheduler="cosine",

@@ -17,17 +17,10 @@ from pathlib import Path
 import numpy as np
 
 from fer_core.atomic import atomic_write
-from fer_core.checkpoint import (
-    Checkpoint,
-    atomic_torch_save,
-    safe_torch_load,
-    save_checkpoint,
-)
-from fer_core.data import FerData, class_weights, ferplus_targets, stratified_split
+from fer_core.data.fer2013 import FerData, class_weights, ferplus_targets, stratified_split
 from fer_core.errors import CheckpointError, DataError
 from fer_core.labels import CLASSES
-from fer_core.models import build_model
-from fer_core.run_records import (  # re-exported: reading runs needs no torch
+from fer_core.lite.run_records import (  # re-exported: reading runs needs no torch
     BEST_FILE,
     HISTORY_FILE,
     RUN_FILE,
@@ -36,6 +29,13 @@ from fer_core.run_records import (  # re-exported: reading runs needs no torch
     list_runs,  # noqa: F401
     read_run,  # noqa: F401
 )
+from fer_core.models.checkpoint import (
+    Checkpoint,
+    atomic_torch_save,
+    safe_torch_load,
+    save_checkpoint,
+)
+from fer_core.models.networks import build_model
 from fer_core.training.config import TrainConfig
 from fer_core.training.recipes import Recipe
 from fer_core.training.trainer import Callback, EpochMetrics, Trainer, TrainResult, seed_everything

@@ -17,8 +17,8 @@ import json
 import sys
 from dataclasses import replace
 
-from fer_core.data import load_dataset
-from fer_core.models import build_model
+from fer_core.data.fer2013 import load_dataset
+from fer_core.models.networks import build_model
 from fer_core.training.recipes import get_recipe, with_arch
 from fer_core.training.runs import DataSelection, select_data
 from fer_core.training.trainer import Trainer, seed_everything

@@ -18,7 +18,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 CHECKPOINT_DIR = REPO_ROOT / "checkpoints"
 DEFAULT_CHECKPOINT = CHECKPOINT_DIR / "fer_model.pt"  # photos, evaluation, the CLI
 FAST_CHECKPOINT = CHECKPOINT_DIR / "fer_model_fast.pt"  # the live webcam
@@ -60,7 +60,7 @@ def read_info(path: str | Path) -> CheckpointInfo:
     """The architecture, parameter count, stored metrics and classes of a checkpoint file.
 
     Raises ValueError (or OSError) for anything that is not a readable fer_core checkpoint; callers
-    fall back to `fer_core.checkpoint.load_checkpoint`, whose messages explain the problem."""
+    fall back to `fer_core.models.checkpoint.load_checkpoint`, whose messages explain the problem."""
     try:
         with zipfile.ZipFile(path) as archive:
             pickles = [n for n in archive.namelist() if n.endswith("/data.pkl")]

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
-from fer_core.data import list_files, read_zip_member
+from fer_core.data.fer2013 import list_files, read_zip_member
 from fer_core.errors import DataError, FerError
-from fer_core.faces import MAX_FILE_BYTES, load_image
 from fer_core.labels import CLASSES, folder_to_index
+from fer_core.vision.faces import MAX_FILE_BYTES, load_image
 
 PHOTO_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".gif"}
 MAX_PHOTOS = 100_000

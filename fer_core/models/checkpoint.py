@@ -20,16 +20,16 @@ from torch import nn
 
 from fer_core.atomic import atomic_write
 from fer_core.calibration import MAX_TEMPERATURE, MIN_TEMPERATURE
-from fer_core.checkpoint_info import (  # re-exported: where the shipped models live
+from fer_core.errors import CheckpointError
+from fer_core.labels import CLASSES
+from fer_core.lite.checkpoint_info import (  # re-exported: where the shipped models live
     CHECKPOINT_DIR,  # noqa: F401
     DEFAULT_CHECKPOINT,
     FAST_CHECKPOINT,  # noqa: F401
 )
-from fer_core.errors import CheckpointError
-from fer_core.labels import CLASSES
-from fer_core.models import ARCHITECTURES, FerNet, build_model, count_parameters
+from fer_core.models.networks import ARCHITECTURES, FerNet, build_model, count_parameters
 
-FORMAT = "fer_core.checkpoint"
+FORMAT = "fer_core.checkpoint"  # stored in every file: never rename
 FORMAT_VERSION = 1
 _REQUIRED = ("format", "format_version", "arch", "arch_kwargs", "state_dict", "classes")
 _TYPES = {

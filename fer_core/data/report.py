@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from fer_core.data import SPLITS, FerData, class_weights
+from fer_core.data.fer2013 import SPLITS, FerData, class_weights
 from fer_core.labels import CLASSES
 
 

@@ -1,7 +1,7 @@
 """Video files: every face tracked through a clip, with its emotion over time.
 
 `analyse_video` decodes a file with PyAV, detects the faces of every frame (or of every Nth),
-classifies the faces of a batch of frames in one forward pass, tracks them (`fer_core.track`), and
+classifies the faces of a batch of frames in one forward pass, tracks them (`fer_core.vision.track`), and
 writes as it goes: `faces.csv` (one row per face per processed frame), `annotated.mp4` (H.264 with
 boxes, face ids and labels; no audio) and, at the end, `summary.json`. Frames flow through one at a
 time, so memory stays flat whatever the length.
@@ -27,7 +27,7 @@ import numpy as np
 
 from fer_core.errors import VideoError
 from fer_core.predict import Predictor
-from fer_core.track import FaceTracker, TrackedFace, TrackerConfig
+from fer_core.vision.track import FaceTracker, TrackedFace, TrackerConfig
 
 CSV_NAME, SUMMARY_NAME, VIDEO_NAME = "faces.csv", "summary.json", "annotated.mp4"
 VIDEO_TYPES = ("mp4", "mov", "webm", "avi", "mkv", "m4v")
@@ -278,8 +278,8 @@ def track_frames(
 
 def video_predictor(checkpoint: str | os.PathLike | None = None) -> Predictor:
     """The predictor video files use: the webcam's detector settings and no test-time views."""
-    from fer_core.checkpoint import load_checkpoint
-    from fer_core.faces import webcam_detector
+    from fer_core.models.checkpoint import load_checkpoint
+    from fer_core.vision.faces import webcam_detector
 
     return Predictor(load_checkpoint(checkpoint), tta="none", detector=webcam_detector())
 
@@ -335,7 +335,7 @@ class AnnotatedVideo:
     def add(self, result: FrameFaces) -> None:
         import av
 
-        from fer_core.draw import annotate
+        from fer_core.vision.draw import annotate
 
         image = annotate(
             result.frame.image[: self.height, : self.width],

@@ -1,20 +1,19 @@
 """Train: configure a run, start it in the background, watch it live, stop it, compare past runs."""
 
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
 import streamlit as st
-import torch
 
+from fer_core.inference import available_devices
 from fer_core.models.networks import ARCHITECTURES
 from fer_core.training.config import OPTIMIZERS, SCHEDULERS
-from fer_core.training.recipes import RECIPES, get_recipe, with_arch
-from fer_core.training.runs import BEST_FILE, DataSelection, list_runs, recipe_of, resumable
+from fer_core.training.recipes import RECIPES, get_recipe
+from fer_core.training.runs import BEST_FILE, list_runs, recipe_of, resumable
 from ui import charts, state
 from ui.text import code, md
-from ui.training import TrainingManager
+from ui.training import TrainingManager, recipe_from_form, stalled_at_chance, status_of
 
 st.title("🏋️ Train")
 
@@ -30,22 +29,13 @@ def session_id() -> str:
     return ctx.session_id if ctx else "local"
 
 
-def devices() -> list[str]:
-    found = ["auto", "cpu"]
-    if torch.cuda.is_available():
-        found.append("cuda")
-    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-        found.append("mps")
-    return found
-
-
 # The form's widgets, keyed: choosing a recipe writes every one of them (see apply_recipe).
 FIELD = "train_form."
 CPU_SUBSET = 6000  # a default that keeps a CPU run to minutes; stated on screen where it applies
 
 
 def has_gpu() -> bool:
-    return len(devices()) > 2
+    return len(available_devices()) > 2
 
 
 @st.cache_data(show_spinner=False)
@@ -105,8 +95,8 @@ def apply_recipe(n_train: int) -> None:
         st.session_state[FIELD + name] = value
 
 
-def config_form(n_train: int) -> tuple | None:
-    """The run settings as plain values; None until Start is pressed."""
+def config_form(n_train: int) -> tuple[str, object, object] | None:
+    """(action, recipe, selection) when Estimate or Start is pressed, else None."""
     if FIELD + "recipe" not in st.session_state:
         st.session_state[FIELD + "recipe"] = next(iter(RECIPES))
         apply_recipe(n_train)
@@ -122,109 +112,116 @@ def config_form(n_train: int) -> tuple | None:
         help="Sets every field below to the recipe's values",
     )
     recipe = get_recipe(preset)
-    cfg = recipe.config
-    shown = recipe_values(recipe, n_train)
-
-    def key(name: str) -> str:
-        return FIELD + name
-
     with st.form("train_config"):
-        c1, c2, c3, c4 = st.columns(4)
-        arch = c1.selectbox(
-            "Architecture", list(ARCHITECTURES), key=key("arch"), help=arch_help(recipe)
-        )
-        epochs = c2.number_input("Epochs", 1, 500, key=key("epochs"))
-        batch = c3.select_slider("Batch size", [16, 32, 64, 128, 256, 512], key=key("batch"))
-        lr = c4.number_input("Learning rate", 1e-6, 1.0, key=key("lr"), format="%.5f")
-        c1, c2, c3, c4 = st.columns(4)
-        optimizer = c1.selectbox("Optimizer", OPTIMIZERS, key=key("optimizer"))
-        scheduler = c2.selectbox("Scheduler", SCHEDULERS, key=key("scheduler"))
-        weight_decay = c3.number_input(
-            "Weight decay", 0.0, 1.0, key=key("weight_decay"), format="%.5f"
-        )
-        smoothing = c4.slider("Label smoothing", 0.0, 0.3, step=0.05, key=key("smoothing"))
-        st.markdown("**Augmentation** (batched, on the training device)")
-        c1, c2, c3, c4 = st.columns(4)
-        flip = c1.checkbox("Horizontal flip", key=key("flip"))
-        rotation = c2.slider("Rotation (°)", 0, 30, key=key("rotation"))
-        translate = c3.slider("Translation", 0.0, 0.2, step=0.02, key=key("translate"))
-        erasing = c4.slider("Random erasing p", 0.0, 1.0, step=0.1, key=key("erasing"))
-        c1, c2, c3, c4 = st.columns(4)
-        crop = c1.checkbox("Random resized crop", key=key("crop"))
-        jitter = c2.slider("Brightness / contrast", 0.0, 0.4, step=0.05, key=key("jitter"))
-        noise = c3.slider("Gaussian noise σ", 0.0, 0.1, step=0.01, key=key("noise"))
-        mixup = c4.slider("Mixup α (0 = off)", 0.0, 1.0, step=0.1, key=key("mixup"))
-        st.markdown("**Imbalance, stopping, data**")
-        c1, c2, c3, c4 = st.columns(4)
-        weighting = c1.selectbox(
-            "Class weighting", ["none", "inverse", "effective"], key=key("weighting")
-        )
-        patience = c2.number_input("Early stopping patience (0 = off)", 0, 100, key=key("patience"))
-        limit = c3.number_input(
-            "Training subset (images)",
-            100,
-            n_train,
-            step=500,
-            key=key("limit"),
-            help="A stratified subset of exactly this many images keeps CPU runs short; use "
-            "all for the best model",
-        )
-        val = c4.selectbox(
-            "Validation",
-            ["public_test", "0.1 of train"],
-            key=key("val"),
-            format_func=lambda v: "PublicTest" if v == "public_test" else "10% of Training",
-            help="Models are selected on PublicTest or a split of Training, never on PrivateTest",
-        )
-        device = st.selectbox("Device", devices())
+        form = form_fields(recipe, n_train)
         if not has_gpu() and n_train > CPU_SUBSET:
             st.caption(
                 f"No GPU on this server: the training subset starts at {CPU_SUBSET:,} of "
                 f"{n_train:,} images so that a run takes minutes, not hours. Every other value "
-                f"is the recipe's ({cfg.epochs} epochs); raise the subset for the best model."
+                f"is the recipe's ({recipe.config.epochs} epochs); raise the subset for the best "
+                "model."
             )
-        started = st.form_submit_button("▶ Start training", type="primary")
-    if not started:
-        return None
-    a = cfg.augment
-    # A field left as the recipe shows it keeps the recipe's exact value (one slider stands for
-    # brightness and contrast, one checkbox for the crop's scale and ratio).
-    if jitter != shown["jitter"]:
-        a = replace(a, brightness=jitter, contrast=jitter)
-    if crop != shown["crop"]:
-        a = replace(
-            a,
-            crop_scale=(0.8, 1.0) if crop else (1.0, 1.0),
-            crop_ratio=(0.9, 1.1) if crop else (1.0, 1.0),
+        buttons = st.container(horizontal=True)
+        started = buttons.form_submit_button("▶ Start training", type="primary")
+        estimate = buttons.form_submit_button(
+            "⏱ Estimate time", help="Times a few training batches of these settings here"
         )
-    augment = replace(
-        a,
-        hflip=(a.hflip or 0.5) if flip else 0.0,
-        rotation=float(rotation) if rotation != shown["rotation"] else a.rotation,
-        translate=float(translate),
-        noise=noise,
-        erasing=erasing,
+    if not (started or estimate):
+        return None
+    chosen, selection = recipe_from_form(recipe, form, recipe_values(recipe, n_train), n_train)
+    return ("start" if started else "estimate"), chosen, selection
+
+
+def form_fields(recipe, n_train: int) -> dict:
+    """The form's widgets (keyed, so a recipe can set them); their values by field name."""
+
+    def key(name: str) -> str:
+        return FIELD + name
+
+    f: dict = {}
+    c1, c2, c3, c4 = st.columns(4)
+    f["arch"] = c1.selectbox(
+        "Architecture", list(ARCHITECTURES), key=key("arch"), help=arch_help(recipe)
     )
-    config = replace(
-        cfg,
-        epochs=int(epochs),
-        batch_size=int(batch),
-        lr=float(lr),
-        optimizer=optimizer,
-        scheduler=scheduler,
-        weight_decay=float(weight_decay),
-        label_smoothing=float(smoothing),
-        augment=augment,
-        mixup_alpha=float(mixup),
-        early_stopping=int(patience),
-        device=device,
+    f["epochs"] = c2.number_input("Epochs", 1, 500, key=key("epochs"))
+    f["batch"] = c3.select_slider("Batch size", [16, 32, 64, 128, 256, 512], key=key("batch"))
+    f["lr"] = c4.number_input("Learning rate", 1e-6, 1.0, key=key("lr"), format="%.5f")
+    c1, c2, c3, c4 = st.columns(4)
+    f["optimizer"] = c1.selectbox("Optimizer", OPTIMIZERS, key=key("optimizer"))
+    f["scheduler"] = c2.selectbox("Scheduler", SCHEDULERS, key=key("scheduler"))
+    f["weight_decay"] = c3.number_input(
+        "Weight decay", 0.0, 1.0, key=key("weight_decay"), format="%.5f"
     )
-    selection = DataSelection(
-        val="public_test" if val == "public_test" else 0.1,
-        limit=int(limit) if limit < n_train else None,
+    f["smoothing"] = c4.slider("Label smoothing", 0.0, 0.3, step=0.05, key=key("smoothing"))
+    st.markdown("**Augmentation** (batched, on the training device)")
+    c1, c2, c3, c4 = st.columns(4)
+    f["flip"] = c1.checkbox("Horizontal flip", key=key("flip"))
+    f["rotation"] = c2.slider("Rotation (°)", 0, 30, key=key("rotation"))
+    f["translate"] = c3.slider("Translation", 0.0, 0.2, step=0.02, key=key("translate"))
+    f["erasing"] = c4.slider("Random erasing p", 0.0, 1.0, step=0.1, key=key("erasing"))
+    c1, c2, c3, c4 = st.columns(4)
+    f["crop"] = c1.checkbox("Random resized crop", key=key("crop"))
+    f["jitter"] = c2.slider("Brightness / contrast", 0.0, 0.4, step=0.05, key=key("jitter"))
+    f["noise"] = c3.slider("Gaussian noise σ", 0.0, 0.1, step=0.01, key=key("noise"))
+    f["mixup"] = c4.slider("Mixup α (0 = off)", 0.0, 1.0, step=0.1, key=key("mixup"))
+    st.markdown("**Imbalance, stopping, data**")
+    c1, c2, c3, c4 = st.columns(4)
+    f["weighting"] = c1.selectbox(
+        "Class weighting", ["none", "inverse", "effective"], key=key("weighting")
     )
-    recipe = replace(with_arch(recipe, arch), config=config, class_weighting=weighting)
-    return recipe, selection
+    f["patience"] = c2.number_input(
+        "Early stopping patience (0 = off)", 0, 100, key=key("patience")
+    )
+    f["limit"] = c3.number_input(
+        "Training subset (images)",
+        100,
+        n_train,
+        step=500,
+        key=key("limit"),
+        help="A stratified subset of exactly this many images keeps CPU runs short; use all "
+        "for the best model",
+    )
+    f["val"] = c4.selectbox(
+        "Validation",
+        ["public_test", "0.1 of train"],
+        key=key("val"),
+        format_func=lambda v: "PublicTest" if v == "public_test" else "10% of Training",
+        help="Models are selected on PublicTest or a split of Training, never on PrivateTest",
+    )
+    f["device"] = st.selectbox("Device", available_devices())
+    return f
+
+
+def show_estimate(data, recipe, selection) -> None:
+    """The run's time on this machine, from a few timed batches; a warning when it is long."""
+    from fer_core.training.estimate import estimate_run
+
+    busy = manager().snapshot().active
+    with st.spinner("Timing a few training batches…"):
+        est = estimate_run(data, recipe, selection)
+    text = (
+        f"About **{duration(est.total_s)}** on `{est.device}`: {est.epochs} epochs of "
+        f"{est.batches_per_epoch:,} batches at {est.seconds_per_batch:.2f} s each, plus "
+        f"{duration(est.validation_s)} of validation per epoch."
+    )
+    if busy:
+        text += " Another run is training on this server, so this is slower than it will be."
+    if est.total_s > LONG_RUN_S:
+        st.warning(
+            text + " That is long: fewer epochs, a smaller subset or a GPU would shorten it.",
+            icon="⏳",
+        )
+    else:
+        st.info(text, icon="⏱")
+
+
+LONG_RUN_S = 30 * 60
+
+
+def duration(seconds: float) -> str:
+    if seconds >= 3600:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 60:.0f} min" if seconds >= 90 else f"{seconds:.0f} s"
 
 
 def stop_button(run, column, theirs: bool) -> None:
@@ -300,6 +297,13 @@ def live_view(polling: bool) -> None:
         c[2].metric("Best so far", f"{best['val_acc']:.1%}", help=f"epoch {best['epoch']}")
         f1 = last.get("val_macro_f1")
         c[3].metric("Validation macro-F1", "–" if f1 is None else f"{f1:.3f}")
+        if stalled_at_chance(run):
+            st.warning(
+                f"After {len(run.history)} epochs validation accuracy is no better than always "
+                f"answering the most common class ({run.chance:.1%}): these settings are not "
+                "learning. Try another learning rate (often lower), or more training images.",
+                icon="⚠️",
+            )
         st.plotly_chart(charts.history(run.history), width="stretch", key="live_history")
 
 
@@ -312,9 +316,12 @@ else:
     with st.expander("New run", expanded=not manager().snapshot().active):
         chosen = config_form(max(n_train, 100))
     if chosen is not None:
-        recipe, selection = chosen
-        ok, message = manager().start(data, recipe, selection, state.runs_dir(), session_id())
-        (st.success if ok else st.warning)(md(message))
+        action, recipe, selection = chosen
+        if action == "estimate":
+            show_estimate(data, recipe, selection)
+        else:
+            ok, message = manager().start(data, recipe, selection, state.runs_dir(), session_id())
+            (st.success if ok else st.warning)(md(message))
 
 st.subheader("Live run")
 # Poll only while a run is active: every polling session costs the server a script run per
@@ -327,14 +334,6 @@ runs = list_runs(state.runs_dir())
 live = manager().snapshot()
 
 
-def run_status(run) -> str:
-    """A run recorded as running that this server is not training was cut off (a crash or a
-    restart); its finished epochs and best checkpoint are kept."""
-    if run.status in ("created", "running") and not (live.active and live.run_dir == str(run.path)):
-        return "interrupted"
-    return run.status
-
-
 if not runs:
     st.caption("Finished and stopped runs appear here, with their best checkpoints.")
 else:
@@ -343,7 +342,7 @@ else:
             {
                 "run": r.name,
                 "architecture": r.arch,
-                "status": run_status(r),
+                "status": status_of(r.status, str(r.path), live),
                 "epochs": f"{r.epochs_done}/{r.epochs}",
                 "best val acc": r.best_val_acc,
                 "best val macro-F1": r.best_val_macro_f1,

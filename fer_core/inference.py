@@ -33,6 +33,16 @@ def resolve_device(device: str = "auto") -> torch.device:
     return torch.device(device)
 
 
+def available_devices() -> list[str]:
+    """The device names a run can ask for here: auto and cpu, then cuda / mps when present."""
+    found = ["auto", "cpu"]
+    if torch.cuda.is_available():
+        found.append("cuda")
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        found.append("mps")
+    return found
+
+
 def autocast(device: torch.device, enabled: bool = True):
     """bf16 autocast on CUDA; a no-op elsewhere (CPU bf16 is slower than fp32 on most laptops)."""
     if enabled and device.type == "cuda":

@@ -14,6 +14,8 @@ import traceback
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from fer_core.data.fer2013 import FerData
 from fer_core.errors import FerError
 from fer_core.training.recipes import Recipe
@@ -37,6 +39,7 @@ class LiveRun:
     eta_s: float = 0.0
     history: list[dict] = field(default_factory=list)
     resumed_epochs: int = 0  # epochs finished before this session's start (a resumed run)
+    chance: float = 0.0  # validation accuracy of always answering the most common class
     message: str = ""
 
     @property
@@ -63,16 +66,87 @@ def _summary(result: TrainResult, before: int, planned: int) -> str:
     return f"{verb} {_epochs(total)} in {result.seconds:.0f} s."
 
 
+def stalled_at_chance(run: LiveRun, epochs: int = 3) -> bool:
+    """True when, after `epochs` epochs or more, validation accuracy has never beaten always
+    answering the most common class: the settings are not learning (a learning rate too high or
+    too low, too little data)."""
+    accs = [h["val_acc"] for h in run.history]
+    return len(accs) >= epochs and run.chance > 0 and max(accs) <= run.chance + 0.005
+
+
+def status_of(record_status: str, run_dir: str, live: LiveRun) -> str:
+    """A run's status for people: one recorded as running that this server is not training was
+    cut off (a crash or a restart); its finished epochs and best checkpoint are kept."""
+    if record_status in ("created", "running") and not (live.active and live.run_dir == run_dir):
+        return "interrupted"
+    return record_status
+
+
+def recipe_from_form(recipe: Recipe, form: dict, shown: dict, n_train: int):
+    """(Recipe, DataSelection) from the Train form's plain values. A field left as the recipe
+    shows it keeps the recipe's exact value (one slider stands for brightness and contrast, one
+    checkbox for the crop's scale and ratio)."""
+    from dataclasses import replace
+
+    from fer_core.training.recipes import with_arch
+
+    cfg = recipe.config
+    a = cfg.augment
+    if form["jitter"] != shown["jitter"]:
+        a = replace(a, brightness=form["jitter"], contrast=form["jitter"])
+    if form["crop"] != shown["crop"]:
+        crop = form["crop"]
+        a = replace(
+            a,
+            crop_scale=(0.8, 1.0) if crop else (1.0, 1.0),
+            crop_ratio=(0.9, 1.1) if crop else (1.0, 1.0),
+        )
+    rotation = form["rotation"]
+    augment = replace(
+        a,
+        hflip=(a.hflip or 0.5) if form["flip"] else 0.0,
+        rotation=float(rotation) if rotation != shown["rotation"] else a.rotation,
+        translate=float(form["translate"]),
+        noise=form["noise"],
+        erasing=form["erasing"],
+    )
+    config = replace(
+        cfg,
+        epochs=int(form["epochs"]),
+        batch_size=int(form["batch"]),
+        lr=float(form["lr"]),
+        optimizer=form["optimizer"],
+        scheduler=form["scheduler"],
+        weight_decay=float(form["weight_decay"]),
+        label_smoothing=float(form["smoothing"]),
+        augment=augment,
+        mixup_alpha=float(form["mixup"]),
+        early_stopping=int(form["patience"]),
+        device=form["device"],
+    )
+    limit = int(form["limit"])
+    selection = DataSelection(
+        val="public_test" if form["val"] == "public_test" else 0.1,
+        limit=limit if limit < n_train else None,
+    )
+    chosen = replace(
+        with_arch(recipe, form["arch"]), config=config, class_weighting=form["weighting"]
+    )
+    return chosen, selection
+
+
 class _Feed(Callback):
     def __init__(self, manager: TrainingManager) -> None:
         self.manager = manager
 
     def on_train_start(self, trainer: Trainer) -> None:
+        counts = np.bincount(trainer.y_val) if len(trainer.y_val) else np.zeros(1)
         self.manager._update(
             status="running",
             epochs=trainer.config.epochs,
             history=[asdict(m) for m in trainer.history],
             resumed_epochs=len(trainer.history),
+            chance=float(counts.max() / max(1, counts.sum())),
         )
 
     def on_batch_end(self, trainer: Trainer, p: BatchProgress) -> None:

@@ -384,7 +384,7 @@ def main() -> int:
     parts = [
         "# Benchmarks\n\nEvery number below is rendered by `python -m bench.report` from the "
         "JSON files in `bench/results/`, which the scripts in `bench/` write (each also prints "
-        "one JSON line). GPU rows come from a lent NVIDIA H100; CPU rows from the 2-core "
+        "one JSON line). GPU rows come from an NVIDIA H100; CPU rows from the 2-core "
         "development machine (an Intel Xeon, 24 GB), measured while nothing else ran. Each "
         "comparison's baseline was measured in the same run.",
     ]

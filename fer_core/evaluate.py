@@ -216,7 +216,10 @@ def calibrate(raw: np.ndarray, labels: np.ndarray, temperature: float) -> tuple[
     logp = torch.from_numpy(np.log(np.clip(raw, 1e-12, None)))
     probs = apply_temperature(logp, temperature).exp().numpy().astype(np.float32)
     before, after = reliability(raw, labels), reliability(probs, labels)
-    record = {"temperature": round(temperature, 4), "ece_before": round(before.ece, 6)}
+    record: dict[str, object] = {
+        "temperature": round(temperature, 4),
+        "ece_before": round(before.ece, 6),
+    }
     record |= {"ece_after": round(after.ece, 6)}
     for name, rel in (("reliability_before", before), ("reliability_after", after)):
         record[name] = {

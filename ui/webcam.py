@@ -61,7 +61,7 @@ class EmotionStream:
         self._lock = threading.Lock()
         self._latest: list[dict] = []
         self._fps = 0.0
-        self._last = None
+        self._last: float | None = None
 
     def __call__(self, frame: av.VideoFrame) -> av.VideoFrame:
         image = frame.to_ndarray(format="rgb24")

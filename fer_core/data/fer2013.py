@@ -20,10 +20,11 @@ import threading
 import warnings
 import zipfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -195,7 +196,10 @@ def _parse_csv(handle: io.TextIOBase, source: str) -> FerData:
     # Pixel text is parsed a block of rows at a time: holding all ~290 MB of it as Python strings
     # would leave the process several hundred MB larger for good (freed small blocks stay in
     # the heap).
-    labels, splits, pixels, blocks = [], [], [], []
+    labels: list[int] = []
+    splits: list[int] = []
+    pixels: list[str] = []
+    blocks: list[np.ndarray] = []
     for line_no, record in enumerate(reader, start=2):
         if not record:
             continue
@@ -316,7 +320,7 @@ class _Member:
     name: str  # path inside the archive, for messages and provenance
     top: str  # "train" or "test"
     label: int
-    read: object  # () -> bytes
+    read: Callable[[], bytes]
 
 
 def read_archive_zip(path: str | os.PathLike) -> FerData:
@@ -560,7 +564,8 @@ def _read_cache(cache_file: Path, source: str) -> FerData | None:
 
 def _write_cache(cache_file: Path, data: FerData) -> None:
     names = np.asarray(data.names) if any(data.names) else np.asarray([], dtype="<U1")
-    arrays = {"images": data.images, "labels": data.labels, "splits": data.splits,
+    # Any: numpy's stub types **kwds against savez's allow_pickle: bool as well.
+    arrays: dict[str, Any] = {"images": data.images, "labels": data.labels, "splits": data.splits,
               "rows": data.rows, "names": names}  # fmt: skip
     with contextlib.suppress(OSError):  # caching is an optimisation: a read-only home must not
         atomic_write(cache_file, lambda handle: np.savez(handle, **arrays))  # break loading

@@ -86,7 +86,9 @@ def read_photo_set(path: str | os.PathLike) -> PhotoSet:
         raise DataError(
             f"{path.name}: a photo set is a folder or a .zip of <emotion>/<image> files"
         )
-    kept, labels, skipped = [], [], {}
+    kept: list[str] = []
+    labels: list[int] = []
+    skipped: dict[str, int] = {}
     for name in sorted(names):
         parts = _parts(name)
         if Path(name).suffix.lower() not in PHOTO_SUFFIXES or len(parts) < 2:

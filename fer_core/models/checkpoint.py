@@ -32,7 +32,7 @@ from fer_core.models.networks import ARCHITECTURES, FerNet, build_model, count_p
 FORMAT = "fer_core.checkpoint"  # stored in every file: never rename
 FORMAT_VERSION = 1
 _REQUIRED = ("format", "format_version", "arch", "arch_kwargs", "state_dict", "classes")
-_TYPES = {
+_TYPES: dict[str, type | tuple[type, ...]] = {
     "arch_kwargs": dict,
     "state_dict": dict,
     "classes": (list, tuple),
@@ -282,7 +282,7 @@ def export(ckpt: Checkpoint, out: str | os.PathLike, fmt: str = "torchscript") -
             raise CheckpointError("ONNX export needs the onnx package: pip install onnx") from None
         torch.onnx.export(
             wrapper,
-            example,
+            (example,),  # torch wraps a lone Tensor in a tuple itself; its annotation wants one
             str(out),
             input_names=["image"],
             output_names=["probs"],

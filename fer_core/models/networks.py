@@ -12,6 +12,7 @@ import inspect
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import cast
 
 import torch
 from torch import nn
@@ -167,7 +168,7 @@ class BasicBlock(nn.Module):
         self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
         self.bn2 = nn.BatchNorm2d(c_out)
         self.relu = nn.ReLU(inplace=True)
-        self.shortcut = nn.Identity()
+        self.shortcut: nn.Module = nn.Identity()
         if stride != 1 or c_in != c_out:
             self.shortcut = nn.Sequential(
                 nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out)
@@ -289,9 +290,14 @@ _PER_CHANNEL = (nn.ReLU, nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.Fl
 def _grouped_layer(layer: nn.Module, n: int, first: bool) -> nn.Module:
     if isinstance(layer, nn.Conv2d) and layer.groups == 1:
         c_in = layer.in_channels if first else n * layer.in_channels
+        # Conv2d types these tuple[int, ...] (padding may be a str); a Conv2d's are 2-tuples.
+        kernel_size = cast("tuple[int, int]", layer.kernel_size)
+        stride = cast("tuple[int, int]", layer.stride)
+        padding = cast("str | tuple[int, int]", layer.padding)
+        dilation = cast("tuple[int, int]", layer.dilation)
         return nn.Conv2d(
-            c_in, n * layer.out_channels, layer.kernel_size, layer.stride, layer.padding,
-            layer.dilation, groups=1 if first else n, bias=layer.bias is not None,
+            c_in, n * layer.out_channels, kernel_size, stride, padding,
+            dilation, groups=1 if first else n, bias=layer.bias is not None,
         )  # fmt: skip
     if isinstance(layer, (nn.BatchNorm1d, nn.BatchNorm2d)):
         return type(layer)(n * layer.num_features, layer.eps, layer.momentum)
@@ -313,7 +319,7 @@ def group_models(models: list[FerNet], shared: int = 0) -> GroupedNet:
     for part in (template.features, template.head):
         if not isinstance(part, nn.Sequential):
             raise ValueError("only sequential networks can run as grouped branches")
-        layers = []
+        layers: list[nn.Module] = []
         for layer in part:
             if part is template.features and len(layers) < shared:
                 layers.append(copy.deepcopy(layer))
@@ -366,7 +372,8 @@ def fresh_copy(model: nn.Module) -> nn.Module:
     twin = copy.deepcopy(model)
     for module in twin.modules():
         if module is not twin and hasattr(module, "reset_parameters"):
-            module.reset_parameters()
+            # Module.__getattr__ is typed as returning Tensor | Module; this one is a method.
+            cast("Callable[[], object]", module.reset_parameters)()
     return twin
 
 

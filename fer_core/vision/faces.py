@@ -63,7 +63,7 @@ def load_image(
             # tags) that it then skips, and from ~89 megapixels, where the MAX_PIXELS check below
             # refuses sooner, with the size in the message. Above ~179 megapixels PIL refuses.
             warnings.simplefilter("ignore")
-            image = Image.open(io.BytesIO(source))
+            image: Image.Image = Image.open(io.BytesIO(source))
             width, height = image.size
             if width * height > MAX_PIXELS:
                 raise ImageError(
@@ -221,7 +221,7 @@ _local = threading.local()
 
 def _cascade(name: str):
     """One loaded cascade per file and thread (detectMultiScale is not thread-safe)."""
-    import cv2
+    import cv2.data  # explicit: cv2's stubs do not declare the data submodule
 
     cache = _local.__dict__.setdefault("cascades", {})
     if name not in cache:

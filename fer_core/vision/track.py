@@ -84,12 +84,17 @@ class FaceTracker:
     def update(self, faces: list[FacePrediction], time_s: float) -> list[TrackedFace]:
         """The faces detected in the frame at `time_s` (seconds, increasing), in the same order,
         each with its track's id. Faces without a box (no-detect mode) are not tracked."""
-        boxed = [i for i, f in enumerate(faces) if f.box is not None]
-        detections = np.array([faces[i].box.as_list() for i in boxed], dtype=float).reshape(-1, 4)
+        boxed: list[int] = []
+        rows: list[list[int]] = []
+        for i, f in enumerate(faces):
+            if f.box is not None:
+                boxed.append(i)
+                rows.append(f.box.as_list())
+        detections = np.array(rows, dtype=float).reshape(-1, 4)
         pairs = self._match(detections, time_s)
         matched = {d: t for t, d in pairs}
-        for track in self._tracks:
-            track.missed += 1  # reset below for those detected now
+        for t in self._tracks:
+            t.missed += 1  # reset below for those detected now
         out = []
         for d, i in enumerate(boxed):
             track = matched.get(d)
@@ -147,4 +152,4 @@ class FaceTracker:
 
     def _smoothed(self, face: FacePrediction, track: _Track) -> FacePrediction:
         probs = {c: float(p) for c, p in zip(face.probs, track.probs)}
-        return replace(face, probs=probs, label=max(probs, key=probs.get))
+        return replace(face, probs=probs, label=max(probs, key=probs.__getitem__))

@@ -17,7 +17,7 @@ import csv
 import json
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from contextlib import closing, suppress
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
@@ -199,7 +199,7 @@ class VideoReader:
         self.decoded = 0
         self.last_time_s = 0.0
 
-    def frames(self, every: int = 1) -> Iterator[Frame]:
+    def frames(self, every: int = 1) -> Generator[Frame, None, None]:
         import av
 
         name, info = self.info.name, self.info
@@ -268,7 +268,7 @@ def track_frames(
     tracker: FaceTracker,
     batch: int = 8,
     tta: str = "none",
-) -> Iterator[FrameFaces]:
+) -> Generator[FrameFaces, None, None]:
     """Detect, classify (the faces of `batch` frames in one forward pass) and track."""
     for chunk in _chunks(frames, batch):
         per_frame = predictor.predict_frames([f.image for f in chunk], tta=tta)
@@ -302,12 +302,14 @@ class FacesTable:
     def add(self, result: FrameFaces) -> None:
         for tracked in result.faces:
             face = tracked.face
+            box = face.box
+            assert box is not None  # only faces with a box are tracked
             self._writer.writerow(
                 [
                     result.frame.index,
                     f"{result.frame.time_s:.3f}",
                     tracked.face_id,
-                    *face.box.as_list(),
+                    *box.as_list(),
                     *(f"{p:.4f}" for p in face.probs.values()),
                     face.label,
                 ]
@@ -404,7 +406,7 @@ class SummaryBuilder:
             "first_s": round(stats.first_s, 3),
             "last_s": round(stats.last_s, 3),
             "frames_seen": stats.frames,
-            "dominant": max(share, key=share.get),
+            "dominant": max(share, key=share.__getitem__),
             "share": share,
         }
 

@@ -2,21 +2,26 @@
 
 import json
 import time
+from collections import Counter
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import streamlit as st
 
-from fer_core.evaluate import Mistake
+from fer_core.evaluate import EvalResult, Mistake
 from fer_core.labels import CLASSES
-from fer_core.saliency import grad_cam, overlay
+from fer_core.predict import Predictor
+from fer_core.saliency import overlay
 from ui import charts, state
 
 st.title("🔍 Evaluate")
 
 
-def show_metrics(result: dict) -> None:
+def show_metrics(result: dict, key: str | None = None, cell: tuple[str, str] | None = None) -> None:
+    """The numbers and charts of an evaluation. With `key`, the confusion matrix is clickable:
+    a click picks the cell the mistakes browser of that key shows; `cell` is outlined."""
     c = st.columns(4)
     c[0].metric("Accuracy", f"{result['accuracy']:.2%}")
     c[1].metric("Macro-F1", f"{result['macro_f1']:.3f}")
@@ -38,7 +43,18 @@ def show_metrics(result: dict) -> None:
     with right:
         normalized = st.toggle("Normalise rows (recall per class)", value=True)
         matrix = result["confusion_matrix_normalized" if normalized else "confusion_matrix"]
-        st.plotly_chart(charts.confusion(matrix, result["classes"], normalized), width="stretch")
+        figure = charts.confusion(matrix, result["classes"], normalized, cell)
+        if key is None:
+            st.plotly_chart(figure, width="stretch")
+        else:
+            st.plotly_chart(
+                figure,
+                width="stretch",
+                key=f"{key}_matrix",
+                on_select=partial(pick_clicked_cell, key),
+                selection_mode=("points",),
+            )
+            st.caption("Click a cell to see its faces under **Mistakes**.")
     calibration = result.get("calibration")
     if calibration:
         st.markdown("**Reliability: is a face called 80% sure right 80% of the time?**")
@@ -51,25 +67,76 @@ def show_metrics(result: dict) -> None:
 
 
 PER_PAGE = 24  # mistakes shown at once
+LARGE_PX = 300  # a face and its saliency in the enlarged view
+
+
+def chosen_cell(mistakes: list[Mistake], key: str) -> tuple[str, str] | None:
+    """The (true, predicted) cell the mistakes browser of `key` shows, kept in its two dropdowns'
+    session keys (a matrix click writes them too); at first the cell with the most mistakes."""
+    if not mistakes:
+        return None
+    if f"{key}_t" not in st.session_state or f"{key}_p" not in st.session_state:
+        top = Counter((m.true, m.pred) for m in mistakes).most_common(1)[0][0]
+        st.session_state[f"{key}_t"], st.session_state[f"{key}_p"] = top
+    return st.session_state[f"{key}_t"], st.session_state[f"{key}_p"]
+
+
+def pick_clicked_cell(key: str) -> None:
+    """on_select of the confusion matrix: the clicked cell becomes the browser's cell."""
+    cell = charts.clicked_cell(st.session_state.get(f"{key}_matrix"))
+    if cell is not None and set(cell) <= set(CLASSES):
+        st.session_state[f"{key}_t"], st.session_state[f"{key}_p"] = cell
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def cached_saliency(
+    _predictor: Predictor, model: str, faces: np.ndarray, targets: tuple[int, ...]
+) -> np.ndarray:
+    """`Predictor.saliency`, kept per model (`model`: its path and time stamp) and faces."""
+    return _predictor.saliency(faces, list(targets))
+
+
+def saliency_of(faces: np.ndarray, classes: list[str]) -> np.ndarray | None:
+    """(N, 48, 48) maps of each face for its class in `classes`, or None (with a warning) for a
+    model whose layers the saliency cannot read."""
+    path = state.active_model_path()
+    targets = tuple(predictor.classes.index(c) for c in classes)
+    try:
+        return cached_saliency(predictor, f"{path}@{state.stamp(path)}", faces, targets)
+    except (RuntimeError, ValueError, TypeError) as exc:
+        st.warning(f"No saliency for this model ({type(exc).__name__}: {exc}).")
+        return None
+
+
+@st.dialog("A face and its saliency", width="large")
+def enlarged(face: np.ndarray, m: Mistake) -> None:
+    """The face, what drove the wrong class, and the evidence for the right one, large."""
+    maps = saliency_of(np.stack([face, face]), [m.pred, m.true])
+    cols = st.columns(3)
+    cols[0].image(face, width=LARGE_PX, caption=f"true {m.true}")
+    if maps is not None:
+        for col, cam, name in zip(cols[1:], maps, (m.pred, m.true)):
+            col.image(overlay(face, cam, size=LARGE_PX), width=LARGE_PX,
+                      caption=f"saliency for {name} ({m.probs[name]:.0%})")  # fmt: skip
+    st.caption(
+        "Grad-CAM++ on the model's 12x12 feature map: the warmer a region, the more it raised the "
+        "class's score. Compare where the model looked for the class it gave and for the true one."
+    )
 
 
 def browse_mistakes(mistakes: list[Mistake], face_of, key: str) -> None:
-    """Pick a confusion cell and see its mistakes, most confident first; face_of(m) -> (48, 48)."""
-    pairs = pd.Series([(m.true, m.pred) for m in mistakes]).value_counts()
-    if pairs.empty:
+    """See the mistakes of one confusion cell (clicked in the matrix or picked here), most
+    confident first, 24 a page; face_of(m) -> (48, 48)."""
+    if chosen_cell(mistakes, key) is None:
         st.success("No mistakes here.")
         return
-    top_true, top_pred = pairs.index[0]
     c1, c2, c3 = st.columns([1, 1, 1])
-    true = c1.selectbox("True class", CLASSES, index=CLASSES.index(top_true), key=f"{key}_t")
-    others = [c for c in CLASSES if c != true]
-    pred = c2.selectbox(
-        "Predicted as",
-        others,
-        index=others.index(top_pred) if top_pred != true else 0,
-        key=f"{key}_p",
-    )
-    saliency = c3.toggle("Grad-CAM saliency", value=True, key=f"{key}_s")
+    true = c1.selectbox("True class", CLASSES, key=f"{key}_t")
+    pred = c2.selectbox("Predicted as", CLASSES, key=f"{key}_p")
+    saliency = c3.toggle("Show saliency", value=True, key=f"{key}_s")
+    if true == pred:
+        st.info(f"The diagonal holds the {true} faces predicted right: pick a cell off it.")
+        return
     cell = [m for m in mistakes if m.true == true and m.pred == pred]
     pages = max(1, -(-len(cell) // PER_PAGE))
     page = 1
@@ -86,17 +153,20 @@ def browse_mistakes(mistakes: list[Mistake], face_of, key: str) -> None:
     if not shown:
         return
     faces = np.stack([face_of(m) for m in shown])
-    cams = grad_cam(ckpt.model, faces, ckpt.mean, ckpt.std) if saliency else None
+    cams = saliency_of(faces, [pred] * len(shown)) if saliency else None
     cols = st.columns(6)
     for i, m in enumerate(shown):
         with cols[i % 6], st.container(border=True):
             st.image(overlay(faces[i], cams[i]) if cams is not None else faces[i], width="stretch")
             where = f" · row {m.row}" if m.row >= 0 else (f" · {m.name}" if m.name else "")
             st.caption(f"{pred} {m.confidence:.0%} · true {true} {m.probs[true]:.0%}{where}")
-            with st.popover("📊", help="All seven probabilities"):
+            buttons = st.container(horizontal=True)
+            with buttons.popover("📊", help="All seven probabilities"):
                 st.plotly_chart(
                     charts.probabilities(m.probs), width="stretch", key=f"{key}_{m.index}"
                 )
+            if buttons.button("🔍", key=f"{key}_zoom_{m.index}", help="Larger, with saliency"):
+                enlarged(faces[i], m)
 
 
 def photo_section() -> None:
@@ -136,13 +206,13 @@ def photo_section() -> None:
     result, crops = state.photo_evaluation(
         model_path, state.stamp(model_path), path, state.stamp(path), detect, tta
     )
-    show_metrics(result)
+    mistakes = EvalResult.from_dict(result).misclassified
+    show_metrics(result, "photo", chosen_cell(mistakes, "photo"))
     downloads(result, f"{ckpt.name}_{Path(path).stem}")
     if result["no_face"]:
         with st.expander(f"{len(result['no_face'])} photos without a face found"):
             st.code("\n".join(result["no_face"]), language=None)
     st.subheader("Mistakes")
-    mistakes = [Mistake(**m) for m in result["misclassified"]]
     browse_mistakes(mistakes, lambda m: crops[m.index], "photo")
 
 
@@ -163,10 +233,11 @@ def downloads(result: dict, name: str) -> None:
     )
 
 
-ckpt, model_error = state.get_checkpoint()
-if ckpt is None:
+predictor, model_error = state.get_predictor()
+if predictor is None:
     st.error(model_error)
     st.stop()
+ckpt = predictor.ckpt
 source = st.radio(
     "Evaluate on", ["FER2013", "Labelled photos"], horizontal=True, label_visibility="collapsed"
 )
@@ -237,10 +308,10 @@ if result is None:
 
     result = state.evaluation(*full_request, progress=progress)
     slot.empty()
-show_metrics(result)
+mistakes = EvalResult.from_dict(result).misclassified
+show_metrics(result, f"fer_{split}", chosen_cell(mistakes, f"fer_{split}"))
 downloads(result, f"{ckpt.name}_{split}")
 
 st.subheader("Mistakes")
-mistakes = [Mistake(**m) for m in result["misclassified"]]
 subset = data.split(split)
 browse_mistakes(mistakes, lambda m: subset.images[m.index], f"fer_{split}")

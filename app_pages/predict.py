@@ -10,12 +10,12 @@ import pandas as pd
 import streamlit as st
 from PIL import Image
 
-from fer_core.vision.draw import annotate
 from fer_core.errors import FerError
-from fer_core.vision.faces import MAX_FILE_BYTES, DetectorConfig, FaceDetector, load_image
 from fer_core.labels import EMOJI
 from fer_core.predict import in_reading_order
-from fer_core.saliency import grad_cam, overlay
+from fer_core.saliency import overlay
+from fer_core.vision.draw import annotate
+from fer_core.vision.faces import MAX_FILE_BYTES, DetectorConfig, FaceDetector, load_image
 from ui import charts, state
 
 st.title("📷 Predict")
@@ -50,6 +50,28 @@ def predicted(name, blob, detect, tta, detector, largest):
         while len(kept) > PREDICTIONS_KEPT:
             kept.pop(next(iter(kept)))
     return image, kept[key]
+
+
+SALIENCY_PX = 300  # a face's saliency map, shown large
+
+
+def face_saliency(faces: list) -> np.ndarray | None:
+    """(N, 48, 48) saliency maps of the faces for their predicted labels, kept in the session per
+    crops and model (a rerun or another option does not recompute them); None, with a warning,
+    for a model whose layers the saliency cannot read."""
+    crops = np.stack([f.crop for f in faces])
+    targets = [predictor.classes.index(f.label) for f in faces]
+    key = (hashlib.sha1(crops.tobytes()).hexdigest(), tuple(targets), str(ckpt.path))
+    kept = st.session_state.setdefault("photo_saliency", {})
+    if key not in kept:
+        try:
+            kept[key] = predictor.saliency(crops, targets)
+        except (RuntimeError, ValueError, TypeError) as exc:
+            st.warning(f"No saliency for this model ({type(exc).__name__}: {exc}).")
+            return None
+        while len(kept) > PREDICTIONS_KEPT:
+            kept.pop(next(iter(kept)))
+    return kept[key]
 
 
 def show_prediction(
@@ -88,16 +110,12 @@ def show_prediction(
                 "No face found. If this image is a face crop, turn on "
                 "**Treat each image as one face**."
             )
-        cams = (
-            grad_cam(ckpt.model, np.stack([f.crop for f in faces]), ckpt.mean, ckpt.std)
-            if faces and saliency
-            else None
-        )
+        cams = face_saliency(faces) if faces and saliency else None
         for i, face in enumerate(faces):
             with st.container(border=True):
                 c1, c2 = st.columns([1, 2])
                 c1.image(
-                    overlay(face.crop, cams[i]) if cams is not None else face.crop,
+                    face.crop,
                     caption=f"face {i + 1}"
                     + (f", turned {face.box.angle:g}°" if face.box and face.box.angle else ""),
                     width="stretch",
@@ -114,6 +132,12 @@ def show_prediction(
                     width="stretch",
                     key=f"p_{name}_{i}",
                 )
+                if cams is not None:
+                    st.image(
+                        overlay(face.crop, cams[i], size=SALIENCY_PX),
+                        width=SALIENCY_PX,
+                        caption=f"What made it say {face.label}: the warmer, the more it counted",
+                    )
     return [
         {
             "image": name,
@@ -140,7 +164,11 @@ def options(key: str) -> tuple[bool, str, bool]:
         key=f"tta_{key}",
         help="flip (default): image + mirror. crops: ten views, slower",
     )
-    saliency = c3.toggle("Grad-CAM saliency", key=f"sal_{key}")
+    saliency = c3.toggle(
+        "Show saliency",
+        key=f"sal_{key}",
+        help="Under each face, large: the regions that raised its label's score most (Grad-CAM++)",
+    )
     return not crop_mode, tta, saliency
 
 

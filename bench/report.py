@@ -381,6 +381,8 @@ def _mean_ms(c: dict, cases: list[dict], prefix: str) -> float:
 
 
 def main() -> int:
+    from bench.saliency import section as saliency_section  # beside the script that measures it
+
     parts = [
         "# Benchmarks\n\nEvery number below is rendered by `python -m bench.report` from the "
         "JSON files in `bench/results/`, which the scripts in `bench/` write (each also prints "
@@ -398,6 +400,7 @@ def main() -> int:
         ("video.json", video_section),
         ("realphotos_cpu.json", realphotos_section),
         ("detect.json", detect_section),
+        ("saliency.json", saliency_section),
     ]
     for name, render in sections:
         result = _load(name)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
 
@@ -45,6 +45,14 @@ class EvalResult:
         if max_mistakes is not None:
             out["misclassified"] = out["misclassified"][:max_mistakes]
         return out
+
+    @classmethod
+    def from_dict(cls, record: dict) -> EvalResult:
+        """The result again from `to_dict` (as kept on disk by the app), mistakes included."""
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in record.items() if k in known}
+        values["misclassified"] = [Mistake(**m) for m in record.get("misclassified", [])]
+        return cls(**values)
 
     def to_json(self, max_mistakes: int | None = 100, indent: int | None = None) -> str:
         return json.dumps(self.to_dict(max_mistakes), indent=indent)

@@ -1,7 +1,7 @@
 """Image -> faces -> emotion probabilities. One `Predictor` serves the CLI, the app and the webcam.
 
-The predictor is safe to share between threads (Streamlit's `cache_resource`): inference runs
-under a lock, and face detection keeps one cascade per thread.
+The predictor is safe to share between threads (Streamlit's `cache_resource`): inference and
+saliency run under one lock, and face detection keeps one cascade per thread.
 """
 
 from __future__ import annotations
@@ -9,13 +9,15 @@ from __future__ import annotations
 import os
 import threading
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 import torch
 
-from fer_core.models.checkpoint import Checkpoint, load_checkpoint
-from fer_core.vision.faces import Box, FaceDetector, crop_face, load_image, to_gray
 from fer_core.inference import predict_proba
+from fer_core.models.checkpoint import Checkpoint, load_checkpoint
+from fer_core.saliency import saliency_map
+from fer_core.vision.faces import Box, FaceDetector, crop_face, load_image, to_gray
 
 DEFAULT_TTA = "flip"  # photo prediction and evaluation; the webcam uses "none" for speed
 # A face is called uncertain when its calibrated top probability is below UNCERTAIN_BELOW, or the
@@ -37,7 +39,7 @@ class FacePrediction:
 
     @property
     def runner_up(self) -> str:
-        return sorted(self.probs, key=self.probs.get)[-2]
+        return sorted(self.probs, key=self.probs.__getitem__)[-2]
 
     @property
     def uncertain(self) -> bool:
@@ -62,7 +64,7 @@ def in_reading_order(faces: list[FacePrediction]) -> list[FacePrediction]:
         return list(faces)
 
     def centre(face: FacePrediction) -> tuple[float, float]:
-        box = face.box
+        box = cast(Box, face.box)  # every face has one (checked above)
         return (box.x + box.w / 2, box.y + box.h / 2)
 
     return sorted(faces, key=centre)
@@ -115,6 +117,13 @@ class Predictor:
                 temperature=self.ckpt.temperature if calibrated else 1.0,
             )
 
+    def saliency(self, faces: np.ndarray, target=None) -> np.ndarray:
+        """(N, 48, 48) uint8 crops -> (N, 48, 48) saliency maps in [0, 1] (`saliency_map`) for
+        `target` (a class index per face; default the predicted class), under the lock that
+        predictions take: the backward pass never overlaps one on the shared model."""
+        with self._lock:
+            return saliency_map(self.ckpt.model, faces, self.ckpt.mean, self.ckpt.std, target)
+
     def faces_in(
         self,
         image: np.ndarray,
@@ -127,7 +136,8 @@ class Predictor:
         gray = to_gray(image)
         boxes: list[Box | None] = [None]
         if detect:
-            boxes = list((detector or self.detector).detect(gray))[: 1 if largest else None]
+            found: list[Box | None] = list((detector or self.detector).detect(gray))
+            boxes = found[: 1 if largest else None]
         crops = (
             np.stack([crop_face(gray, b) for b in boxes])
             if boxes

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import time
 
 import numpy as np
@@ -12,8 +13,8 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 from test_faces_predict import scene_with_face
 
-from fer_core.models.checkpoint import DEFAULT_CHECKPOINT
 from fer_core.labels import CLASSES
+from fer_core.models.checkpoint import DEFAULT_CHECKPOINT
 
 PAGES = [
     "app_pages/home.py",
@@ -106,6 +107,77 @@ def test_evaluate_button_computes_metrics_and_mistakes(app_env, csv_data):
     again.run()
     assert not again.exception
     assert any("25-48 shown" in c.value for c in again.caption)
+
+
+def matrix_chart(at: AppTest):
+    """The Evaluate page's confusion-matrix element and its Plotly figure."""
+    for chart in at.get("plotly_chart"):
+        figure = json.loads(chart.proto.spec)
+        if any(trace["type"] == "heatmap" for trace in figure["data"]):
+            return chart, figure
+    raise AssertionError("no confusion matrix on the page")
+
+
+def marked_cell(at: AppTest) -> tuple[str, str] | None:
+    """(true, predicted) of the cell outlined on the confusion matrix."""
+    figure = matrix_chart(at)[1]
+    classes = next(t["x"] for t in figure["data"] if t["type"] == "heatmap")
+    shapes = figure["layout"].get("shapes", [])
+    if not shapes:
+        return None
+    (shape,) = shapes
+    row, col = round((shape["y0"] + shape["y1"]) / 2), round((shape["x0"] + shape["x1"]) / 2)
+    return classes[row], classes[col]
+
+
+def click_cell(at: AppTest, true: str, pred: str) -> None:
+    """Rerun with the selection event Streamlit's frontend sends for a click on a confusion cell
+    (AppTest cannot click a Plotly chart; tests/test_browser_evaluate.py clicks a real one)."""
+    chart, _ = matrix_chart(at)
+    states = at._tree.get_widget_states()
+    state = states.widgets.add()
+    state.id = chart.proto.id
+    point = {"curve_number": 1, "x": pred, "y": true}
+    selection = {"points": [point], "point_indices": [], "box": [], "lasso": []}
+    state.string_value = json.dumps({"selection": selection})
+    at._run(states)
+
+
+def browsed_cell(at: AppTest) -> tuple[str, str]:
+    return by_label(at.selectbox, "True class").value, by_label(at.selectbox, "Predicted as").value
+
+
+def image_captions(at: AppTest) -> list[str]:
+    return [caption for image in at.image for caption in image.captions]
+
+
+def test_confusion_matrix_clicks_and_dropdowns_pick_the_same_cell(app_env, csv_data):
+    """A click on a cell shows its mistakes and outlines it; the dropdowns follow the click and
+    move the outline; a diagonal cell is explained; a face opens large with its saliency."""
+    at = open_page("app_pages/evaluate.py", str(CSV_PATH))
+    by_label(at.selectbox, "Test-time augmentation").set_value("none")
+    by_label(at.button, "▶ Evaluate").click()
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert marked_cell(at) == browsed_cell(at)  # at first the cell with the most mistakes
+    click_cell(at, "fear", "sad")
+    assert not at.exception, [e.value for e in at.exception]
+    assert browsed_cell(at) == ("fear", "sad") == marked_cell(at)
+    assert any("of class **fear** predicted as **sad**" in c.value for c in at.caption)
+    by_label(at.selectbox, "Predicted as").set_value("neutral").run()
+    assert browsed_cell(at) == ("fear", "neutral") == marked_cell(at)
+    assert any("of class **fear** predicted as **neutral**" in c.value for c in at.caption)
+    click_cell(at, "happy", "happy")
+    assert marked_cell(at) == ("happy", "happy")
+    assert any("predicted right" in i.value for i in at.info)
+    click_cell(at, "sad", "fear")
+    assert browsed_cell(at) == ("sad", "fear")
+    assert sum("saliency for" in c for c in image_captions(at)) == 0
+    at.button(key=next(b.key for b in at.button if b.key and "_zoom_" in b.key)).click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    captions = image_captions(at)
+    assert any("saliency for fear" in c for c in captions), captions
+    assert any("saliency for sad" in c for c in captions), captions
 
 
 def test_bad_dataset_path_is_a_friendly_error(app_env):
@@ -300,9 +372,12 @@ def test_option_changes_redo_only_what_they_change(app_env, csv_data):
     at.file_uploader[0].set_value(("scene.png", _png(scene_with_face(face)), "image/png"))
     at.run()
     assert not at.exception and len(at.session_state["photo_predictions"]) == 1
-    by_label(at.toggle, "Grad-CAM saliency").set_value(True)
+    assert not any(c.startswith("What made it say") for c in image_captions(at))
+    by_label(at.toggle, "Show saliency").set_value(True)
     at.run()
     assert not at.exception and len(at.session_state["photo_predictions"]) == 1
+    assert sum(c.startswith("What made it say") for c in image_captions(at)) == 1  # one face
+    assert len(at.session_state["photo_saliency"]) == 1
     by_label(at.selectbox, "Test-time augmentation").set_value("none")
     at.run()
     assert not at.exception and len(at.session_state["photo_predictions"]) == 2

@@ -44,3 +44,15 @@ def test_known_confusion_matrix():
 def test_empty_input():
     r = compute_metrics(np.zeros(0, dtype=int), np.zeros((0, 7)))
     assert r.n == 0 and r.accuracy == 0.0 and r.misclassified == []
+
+
+def test_a_kept_evaluation_reads_back_as_the_same_result():
+    """The app keeps evaluations as JSON (to_dict) and reads them back with from_dict."""
+    import json
+
+    from fer_core.evaluate import EvalResult
+
+    probs = np.eye(7)[[0, 2, 2, 1, 6]] * 0.9 + 0.1 / 7
+    result = compute_metrics(np.array([0, 1, 2, 1, 5]), probs, split="public_test")
+    again = EvalResult.from_dict(json.loads(result.to_json(max_mistakes=None)))
+    assert again == result and again.misclassified[0].true == "disgust"

@@ -6,8 +6,8 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from fer_core.vision.draw import COLORS
 from fer_core.labels import CLASSES
+from fer_core.vision.draw import COLORS
 
 SPLIT_LABELS = {
     "train": "Training",
@@ -140,7 +140,15 @@ def compare_runs(runs: dict[str, list[dict]], metric: str = "val_acc") -> go.Fig
     return fig
 
 
-def confusion(matrix: list[list[float]], classes: list[str], normalized: bool) -> go.Figure:
+def confusion(
+    matrix: list[list[float]],
+    classes: list[str],
+    normalized: bool,
+    marked: tuple[str, str] | None = None,
+) -> go.Figure:
+    """The confusion matrix (rows true, columns predicted), with `marked` = (true, predicted)
+    outlined. Clicks land on an invisible marker per cell: Plotly reports no selection for a
+    heatmap, but does for scatter points (read back with `clicked_cell`)."""
     z = np.asarray(matrix, dtype=float)
     text = [[f"{v:.0%}" if normalized else f"{int(v)}" for v in row] for row in z]
     fig = go.Figure(
@@ -151,18 +159,46 @@ def confusion(matrix: list[list[float]], classes: list[str], normalized: bool) -
             text=text,
             texttemplate="%{text}",
             colorscale="Blues",
-            hovertemplate="true %{y}, predicted %{x}: %{text}<extra></extra>",
+            hoverinfo="skip",
             showscale=False,
         )
     )
+    cells = [(t, p) for t in range(len(classes)) for p in range(len(classes))]
+    invisible = dict(opacity=0)
+    fig.add_scatter(
+        x=[classes[p] for _, p in cells],
+        y=[classes[t] for t, _ in cells],
+        text=[text[t][p] for t, p in cells],
+        mode="markers",
+        marker=dict(size=40, symbol="square", color="rgba(0,0,0,0)"),
+        selected=dict(marker=invisible),
+        unselected=dict(marker=invisible),
+        hovertemplate="true %{y}, predicted %{x}: %{text}<extra></extra>",
+        showlegend=False,
+    )
+    if marked is not None and set(marked) <= set(classes):
+        t, p = (classes.index(c) for c in marked)
+        fig.add_shape(
+            type="rect", x0=p - 0.5, x1=p + 0.5, y0=t - 0.5, y1=t + 0.5,
+            line=dict(color="#ff7f0e", width=4), name="marked",
+        )  # fmt: skip
     fig.update_layout(
         height=460,
         margin=dict(t=30, b=10, l=10, r=10),
-        xaxis_title="predicted",
-        yaxis_title="true",
-        yaxis_autorange="reversed",
+        xaxis=dict(title="predicted", range=[-0.5, len(classes) - 0.5]),
+        yaxis=dict(title="true", range=[len(classes) - 0.5, -0.5]),  # first class on top
+        hoverdistance=100,  # the nearest cell centre: the cell under the pointer
     )
     return fig
+
+
+def clicked_cell(event) -> tuple[str, str] | None:
+    """(true, predicted) of the cell a `confusion` chart's selection event names, else None."""
+    points = (event or {}).get("selection", {}).get("points", [])
+    for point in points:
+        if "x" in point and "y" in point:
+            return str(point["y"]), str(point["x"])
+    return None
 
 
 def probabilities(probs: dict[str, float], height: int = 220) -> go.Figure:

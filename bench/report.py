@@ -29,65 +29,85 @@ def _table(header: list[str], rows: list[list]) -> str:
 
 
 def gpu_section(r: dict) -> str:
+    """Throughput and utilisation of the measured H200 run, then the earlier H100 runs."""
     m = r["machine"]
-    rows = [
-        ["ours (data on GPU, batched augmentation, bf16, channels_last), batch 128",
-         f"{r['ours']['img_per_s']:,.0f}", "", ""],
-    ]  # fmt: skip
-    if "ours_compile" in r:
-        rows.append(
-            ["ours + `torch.compile`", f"{r['ours_compile']['img_per_s']:,.0f}", "", ""]
-        )  # fmt: skip
+
+    def used(v: dict) -> str:
+        return f"{v['utilisation']:.1%}" if "utilisation" in v else ""
+
+    rows = [["ours (data on GPU, batched augmentation, bf16, channels_last), batch 128",
+             f"{r['ours']['img_per_s']:,.0f}", used(r["ours"]), "", ""]]  # fmt: skip
+    for key, v in r.items():
+        if key.startswith("ours_compile_") and isinstance(v, dict) and "img_per_s" in v:
+            rows.append([f"ours + `torch.compile` ({v['compile']})", f"{v['img_per_s']:,.0f}",
+                         used(v), "", ""])  # fmt: skip
     rows += [
         [f"seed-style: {r['baseline_source']}, PIL transforms, DataLoader 0 workers, fp32, "
-         "batch 64", f"{r['baseline']['img_per_s']:,.0f}", f"**{r['ratio']}×**",
-         f"≥ 10× ({_verdict(r['ratio'] >= 10)})"],
+         "batch 64", f"{r['baseline']['img_per_s']:,.0f}", used(r["baseline"]),
+         f"**{r['ratio']}×**", f"≥ 10× ({_verdict(r['ratio'] >= 10)})"],
         [f"seed-style, tuned: {r['baseline_tuned']['workers']} workers, pinned memory",
-         f"{r['baseline_tuned']['img_per_s']:,.0f}", f"{r['ratio_vs_tuned_baseline']}×",
-         ""],
+         f"{r['baseline_tuned']['img_per_s']:,.0f}", used(r["baseline_tuned"]),
+         f"{r['ratio_vs_tuned_baseline']}×", ""],
     ]  # fmt: skip
+    options = ", ".join(f"{k}={v}" for k, v in r.get("arch_kwargs", {}).items())
     text = (
-        f"## 1. GPU training throughput\n\n`python -m bench.train_gpu --json` on {m['gpu']} "
-        f"({m['cpu_count']} CPU cores, torch {m['torch']}, Python {m['python']}). Same network "
-        f"(`{r['arch']}`, {r['params'] / 1e6:.1f}M parameters), same augmentations (the shipped "
-        "recipe's), same optimiser, all measured in one run.\n\n"
+        f"## 1. GPU training throughput\n\n`python -m bench.train_gpu` on {m['gpu']} "
+        f"({m['cpu_count']} CPU cores, torch {m['torch']}, Python {m['python']}). The shipped "
+        f"recipe's network (`{r['arch']}` {options}, {r['params'] / 1e6:.1f}M parameters, "
+        f"{r['forward_macs_per_image'] / 1e9:.2f} G multiply-adds forward per 48x48 face, so "
+        f"{r['train_flops_per_image'] / 1e9:.2f} GFLOP per training image), its augmentations "
+        "and optimiser, all measured in one run. Utilisation: achieved FLOP/s over the chip's "
+        f"bf16 matrix rate measured in the same run ({r['peak']['n']}² matmul: "
+        f"{r['peak']['tflops']:.0f} TFLOP/s).\n\n"
     )
-    text += _table(["pipeline", "images/s", "ours is faster by", "target"], rows)
+    text += _table(["pipeline", "images/s", "utilisation", "ours is faster by", "target"], rows)
+    best = r.get("ours_img_per_s", r["ours"]["img_per_s"])
+    text += (
+        f"\n\nTarget ≥ 46,000 img/s (4× the eager step): {best:,.0f} img/s "
+        f"({_verdict(best >= 46000)}); the best compiled step is "
+        f"{best / r['ours']['img_per_s']:.2f}× the eager one."
+    )
     tta = r.get("time_to_accuracy")
     if tta:
-        text += (
-            f"\n\nTime to accuracy, the shipped recipe (`--recipe shipped`, 180 epochs) alone on "
-            f"the GPU, validating on PublicTest with flip TTA after every epoch: "
-            f"**{tta['minutes_to_70']} min to 70%** (epoch {tta['epoch_to_70']}), "
-            + (
-                f"**{tta['minutes_to_73']} min to 73%** (epoch {tta['epoch_to_73']})"
-                if tta["minutes_to_73"] is not None
-                else "73% not reached"
+        text += "\n\n" + _tta_text(tta)
+    for name in ("train_gpu_h100.json", "train_gpu_h100_b.json"):
+        earlier = _load(name)
+        if earlier:
+            text += (
+                f"\n\nAn earlier run on an {earlier['machine']['gpu']} (`{name}`, the same "
+                f"network): ours {earlier['ours']['img_per_s']:,.0f} img/s, seed-style "
+                f"{earlier['baseline']['img_per_s']:,.0f} img/s (**{earlier['ratio']}×**), tuned "
+                f"{earlier['baseline_tuned']['img_per_s']:,.0f} img/s "
+                f"({earlier['ratio_vs_tuned_baseline']}×)"
+                + (
+                    f"; `torch.compile` (default mode) {earlier['ours_compile']['img_per_s']:,.0f}"
+                    " img/s"
+                    if "ours_compile" in earlier
+                    else ""
+                )
+                + "."
+                + (
+                    " " + _tta_text(earlier["time_to_accuracy"])
+                    if "time_to_accuracy" in earlier
+                    else ""
+                )
             )
-            + f"; the whole run took {tta['run_minutes']} min, best PublicTest "
-            f"{tta['best_public_test']:.2%} at epoch {tta['best_epoch']}."
-        )
-    earlier = _load("train_gpu_h100_b.json")
-    if earlier:
-        text += (
-            f"\n\nAn earlier run on another H100 (`train_gpu_h100_b.json`): ours "
-            f"{earlier['ours']['img_per_s']:,.0f} img/s, seed-style "
-            f"{earlier['baseline']['img_per_s']:,.0f} img/s (**{earlier['ratio']}×**), tuned "
-            f"{earlier['baseline_tuned']['img_per_s']:,.0f} img/s "
-            f"({earlier['ratio_vs_tuned_baseline']}×); with `torch.compile` "
-            f"{earlier['ours_compile']['img_per_s']:,.0f} img/s."
-        )
-    compiled = r.get("ours_compile") or (earlier or {}).get("ours_compile")
-    ours_plain = r["ours"] if "ours_compile" in r else (earlier or {}).get("ours", r["ours"])
-    text += (
-        "\n\n`torch.compile` (default mode) did not help this small network at batch 128: "
-        "the step is bound by kernel launches, not arithmetic (the 2.2× wider width-96 network "
-        "trains at the same epoch time, `epoch_times_h100` in `bench/results/experiments.json`), so "
-        "the recipes leave it off (`--compile` turns it on)."
-        if compiled and compiled["img_per_s"] < ours_plain["img_per_s"]
-        else ""
-    )
     return text
+
+
+def _tta_text(tta: dict) -> str:
+    return (
+        "Time to accuracy, the shipped recipe (`--recipe shipped`, 180 epochs) alone on the GPU, "
+        f"validating on PublicTest with flip TTA after every epoch: **{tta['minutes_to_70']} min "
+        f"to 70%** (epoch {tta['epoch_to_70']}), "
+        + (
+            f"**{tta['minutes_to_73']} min to 73%** (epoch {tta['epoch_to_73']})"
+            if tta["minutes_to_73"] is not None
+            else "73% not reached"
+        )
+        + f"; the whole run took {tta['run_minutes']} min, best PublicTest "
+        f"{tta['best_public_test']:.2%} at epoch {tta['best_epoch']}."
+    )
 
 
 def cpu_train_section(r: dict) -> str:
@@ -391,7 +411,7 @@ def main() -> int:
         "comparison's baseline was measured in the same run.",
     ]
     sections = [
-        ("train_gpu_h100.json", gpu_section),
+        ("train_gpu_h200.json", gpu_section),
         ("train_cpu.json", cpu_train_section),
         ("data_cpu.json", data_section),
         ("webcam_cpu.json", inference_section),

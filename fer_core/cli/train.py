@@ -3,6 +3,9 @@
 
 The training-setting flags are generated from `TrainConfig` and `AugmentConfig`
 (`fer_core/options.py`): a new setting is one field there.
+
+`torchrun --nproc-per-node N -m fer_core train ...` trains data-parallel on N processes
+(`fer_core/training/distributed.py`); rank 0 names the run folder, writes it and prints.
 """
 
 from __future__ import annotations
@@ -154,8 +157,18 @@ def recipe_from_args(args):
 
 
 def cmd_train(args) -> int:
+    from fer_core.training import distributed
+
+    try:
+        return _train(args)
+    finally:
+        distributed.shutdown()  # leave torchrun's process group before the process exits
+
+
+def _train(args) -> int:
     from fer_core.data.fer2013 import load_dataset
-    from fer_core.training.runs import BEST_FILE, DataSelection, new_run_dir, train_run
+    from fer_core.training import distributed
+    from fer_core.training.runs import BEST_FILE, DataSelection, train_run
 
     try:
         recipe, arch_kwargs, init = recipe_from_args(args)
@@ -177,14 +190,19 @@ def cmd_train(args) -> int:
         ferplus=args.ferplus,
         ferplus_weight=args.ferplus_weight,
     )
-    run_dir = Path(args.run_dir) if args.run_dir else new_run_dir(args.out, recipe.arch)
-    command = "python -m fer_core " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    try:
+        ctx, _ = distributed.init(recipe.config.device)  # a no-op without torchrun
+    except (RuntimeError, ValueError) as exc:
+        raise FerError(str(exc)) from None
+    run_dir, command = _run_folder(args, recipe.arch, ctx)
     progress: list[Callback] = [ProgressBar(show_bar=not args.quiet)]
     try:
         best, result = train_run(data, recipe, run_dir, selection, callbacks=progress,
                                  arch_kwargs=arch_kwargs, command=command, init=init)  # fmt: skip
     except ValueError as exc:
         raise FerError(str(exc)) from None
+    if not ctx.is_main:
+        return 0
     if args.half and best.exists():
         from fer_core.models.checkpoint import load_checkpoint
 
@@ -197,6 +215,21 @@ def cmd_train(args) -> int:
     )
     print(run_dir / BEST_FILE)
     return 0
+
+
+def _run_folder(args, arch: str, ctx) -> tuple[Path, str]:
+    """(the run folder, the command that trains it). Under torchrun rank 0 names a new folder
+    and tells the others, so all processes train into one."""
+    from fer_core.training import distributed
+    from fer_core.training.runs import new_run_dir
+
+    if args.run_dir:
+        run_dir = Path(args.run_dir)
+    else:
+        run_dir = distributed.broadcast_object(new_run_dir(args.out, arch) if ctx.is_main else None)
+    launcher = f"torchrun --nproc-per-node {ctx.world_size}" if ctx.distributed else "python"
+    command = f"{launcher} -m fer_core " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    return run_dir, command
 
 
 class ProgressBar(Callback):

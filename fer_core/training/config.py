@@ -15,12 +15,17 @@ from fer_core.options import setting
 OPTIMIZERS = ("adamw", "adam", "sgd")
 SCHEDULERS = ("cosine", "onecycle", "plateau", "none")
 MONITORS = ("val_acc", "val_macro_f1", "val_loss")
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     epochs: int = setting(30, "training epochs")
-    batch_size: int = setting(128, "images per step")
+    batch_size: int = setting(
+        128,
+        "images per step: the global batch; under torchrun each of the N processes takes "
+        "batch_size / N (which must divide), so a recipe optimises alike on any N",
+    )
     optimizer: str = setting("adamw", "optimizer", choices=OPTIMIZERS)
     lr: float = setting(1e-3, "peak learning rate")
     weight_decay: float = setting(5e-4, "weight decay (not on norms and biases)")
@@ -66,12 +71,16 @@ class TrainConfig:
     amp: bool = setting(True, "bf16 autocast on CUDA")
     channels_last: bool = setting(True, "channels-last memory layout (CUDA and CPU)")
     compile: bool = setting(False, "torch.compile the model (CUDA)")
+    compile_mode: str = setting(
+        "default", "torch.compile mode, with --compile", choices=COMPILE_MODES
+    )
 
     def __post_init__(self) -> None:
         checks = [
             (self.optimizer in OPTIMIZERS, f"optimizer must be one of {OPTIMIZERS}"),
             (self.scheduler in SCHEDULERS, f"scheduler must be one of {SCHEDULERS}"),
             (self.monitor in MONITORS, f"monitor must be one of {MONITORS}"),
+            (self.compile_mode in COMPILE_MODES, f"compile_mode must be one of {COMPILE_MODES}"),
             (self.epochs >= 1, "epochs must be at least 1"),
             (self.batch_size >= 1, "batch_size must be at least 1"),
             (self.lr > 0, "lr must be positive"),

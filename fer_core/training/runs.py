@@ -4,6 +4,9 @@ A run folder holds `run.json` (what was asked for, status, timings), `history.js
 finished epoch), `state.pt` (everything needed to resume) and `best.pt` (the best checkpoint so
 far, by the validation metric). Every file is replaced atomically after each epoch, so a crash or
 a kill never leaves a half-written file and never loses a finished epoch.
+
+Under `torchrun` every process calls `train_run` with the same folder; only rank 0 writes to it
+(and runs the callbacks), the others train beside it and return once the folder is complete.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from fer_core.models.checkpoint import (
     save_checkpoint,
 )
 from fer_core.models.networks import build_model
+from fer_core.training import distributed
 from fer_core.training.config import TrainConfig
 from fer_core.training.recipes import Recipe
 from fer_core.training.trainer import Callback, EpochMetrics, Trainer, TrainResult, seed_everything
@@ -128,7 +132,9 @@ class RunRecorder(Callback):
             self.extra["init"] = init
 
     def on_train_start(self, trainer: Trainer) -> None:
-        self._update_run(status="running", started=_now())
+        # a run may resume on another number of processes: record the one it runs on now
+        parallel = {key: self.meta[key] for key in _PARALLEL_KEYS if key in self.meta}
+        self._update_run(status="running", started=_now(), **parallel)
 
     def on_epoch_end(self, trainer: Trainer, metrics: EpochMetrics) -> None:
         history = [asdict(m) for m in trainer.history]
@@ -201,11 +207,14 @@ def train_run(
 
     trainer_hook(trainer), if given, receives the Trainer before training starts (the app keeps
     it to request a stop). Returns (path of best.pt, result).
+
+    Under torchrun every process calls this with the same `run_dir`; only rank 0 writes the
+    folder and runs `callbacks`.
     """
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    for stale in run_dir.glob(".*.tmp"):  # left by a writer that was killed mid-write
-        stale.unlink(missing_ok=True)
+    ctx, _ = distributed.init(recipe.config.device)
+    if ctx.is_main:
+        _prepare_folder(run_dir)
     train_idx, val_idx = select_indices(data, selection)
     x_train, y_train = data.images[train_idx], data.labels[train_idx]
     targets = soft_labels(data, train_idx, selection)
@@ -213,6 +222,7 @@ def train_run(
     arch_kwargs = {**recipe.arch_kwargs, **(arch_kwargs or {})}
     meta = run_meta(data, recipe, config, arch_kwargs, selection, len(y_train), len(val_idx))
     meta |= {"init": init.name if init is not None else None, "command": command}
+    meta |= parallel_meta(config, ctx.world_size)
     run_path, state_path = run_dir / RUN_FILE, run_dir / STATE_FILE
     resuming = resume and state_path.exists()
     if resuming and (changed := _changed_settings(run_path, meta)):
@@ -222,17 +232,40 @@ def train_run(
         )
     seed_everything(config.seed)
     model = _starting_model(recipe.arch, arch_kwargs, init)  # bad options save nothing
-    if not run_path.exists() or not resuming:
+    if ctx.is_main and (not run_path.exists() or not resuming):
         write_json_atomic(run_path, {**meta, "status": "created", "created": _now()})
     recorder = RunRecorder(run_dir, recipe.arch, arch_kwargs, meta, init_record(init))
+    hooks = [recorder, *callbacks] if ctx.is_main else []  # the others neither write nor print
     trainer = Trainer(model, config, x_train, y_train, data.images[val_idx],
-                      data.labels[val_idx], [recorder, *callbacks], train_targets=targets)  # fmt: skip
+                      data.labels[val_idx], hooks, train_targets=targets)  # fmt: skip
     if resuming:
         _resume(trainer, state_path)
     if trainer_hook is not None:
         trainer_hook(trainer)
     result = trainer.fit()
+    distributed.barrier()  # every process returns once rank 0 has written the last epoch
     return run_dir / BEST_FILE, result
+
+
+# what run.json says of the processes a run trains on (updated when it resumes on others)
+_PARALLEL_KEYS = ("world_size", "global_batch", "batch_per_process", "lr")
+
+
+def parallel_meta(config: TrainConfig, world_size: int) -> dict:
+    """The run's process count, its global and per-process batch and its learning rate:
+    `batch_size` is the global batch, so a recipe optimises alike on any number of processes."""
+    return {
+        "world_size": world_size,
+        "global_batch": config.batch_size,
+        "batch_per_process": config.batch_size // world_size,
+        "lr": config.lr,
+    }
+
+
+def _prepare_folder(run_dir: Path) -> None:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    for stale in run_dir.glob(".*.tmp"):  # left by a writer that was killed mid-write
+        stale.unlink(missing_ok=True)
 
 
 def _weighted(recipe: Recipe, y_train: np.ndarray) -> TrainConfig:
@@ -309,7 +342,7 @@ _RESUME_KEYS = (
     "limit",
     "soft_labels",
 )
-_ANY_DEVICE = ("device", "compile")  # a run may resume on another device
+_ANY_DEVICE = ("device", "compile", "compile_mode")  # a run may resume on another device
 
 
 def _changed_settings(run_path: Path, meta: dict) -> list[str]:

@@ -7,24 +7,34 @@ logits, and a `TrainConfig`. On CUDA the whole dataset lives on the GPU, batches
 Progress reaches the outside world only through `Callback` methods; `request_stop()` (from any
 thread) is honoured within one batch. `state_dict()` / `load_state_dict()` make a run resumable at
 epoch granularity.
+
+Started by `torchrun` (WORLD_SIZE > 1, `distributed.py`) it trains data-parallel: every process
+draws the same epoch permutation and takes its slice of each global batch (`batch_size` is the
+global batch: batch_size / world_size images per process), `DistributedDataParallel` averages the
+gradients, batch norm is synchronised on CUDA, rank 0 validates and broadcasts the numbers, and
+the epoch's loss and accuracy are reduced, so every process holds the same history and makes the
+same best-epoch, schedule and stop decisions. With one process nothing of this is involved.
 """
 
 from __future__ import annotations
 
+import inspect
 import math
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import cast
+from typing import Any, cast
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
-from fer_core.data.augment import augment_batch, mix_batch
+from fer_core.data.augment import augment_batch
 from fer_core.evaluate import macro_f1
-from fer_core.inference import autocast, predict_logits, resolve_device
+from fer_core.inference import autocast, predict_logits
 from fer_core.models.networks import (
     FerNet,
     GroupedNet,
@@ -32,6 +42,7 @@ from fer_core.models.networks import (
     group_models,
     member_state_dict,
 )
+from fer_core.training import distributed
 from fer_core.training.config import TrainConfig
 from fer_core.training.losses import Objective
 from fer_core.training.optim import (
@@ -108,12 +119,16 @@ class Trainer:
         if len(train_images) < config.batch_size and len(train_images) < 2:
             raise ValueError("need at least two training images")
         self.config = config
-        self.device = resolve_device(config.device)
+        self.dist, self.device = distributed.init(config.device)
+        self.rank, self.world_size = self.dist.rank, self.dist.world_size
+        _check_world(config, self.world_size, len(train_images))
         self.callbacks = list(callbacks)
         self._stop = threading.Event()
 
         torch.manual_seed(config.seed)
         self._place_model(model)
+        if self.dist.distributed:  # own dropout masks per process (DDP gave all rank 0's weights)
+            torch.manual_seed(_stream_seed(config.seed, -1, self.rank))
         self._place_data(train_images, train_labels, val_images, val_labels, train_targets)
         self.num_classes = self._infer_num_classes()
         weights = config.class_weights
@@ -126,6 +141,14 @@ class Trainer:
         self.optimizer = build_optimizer(self.model, config)
         self.scheduler = build_scheduler(self.optimizer, config, self.batches_per_epoch)
         self.generator = torch.Generator(device=self.device).manual_seed(config.seed)
+        # One process draws order and augmentation from one stream. With several, the order
+        # stream stays shared (same permutation everywhere) and each process augments its own
+        # images from its own stream, reseeded every epoch (so a resume needs no extra state).
+        self._augment_generator = self.generator
+        self._vote: distributed.StopVote | None = None
+        if self.dist.distributed:
+            self._augment_generator = torch.Generator(device=self.device)
+            self._vote = distributed.StopVote(self.device)
 
         self.epoch = 0  # epochs completed
         self.history: list[EpochMetrics] = []
@@ -154,6 +177,10 @@ class Trainer:
             members = [self.student, *[p.to(self.device) for p in peers]]
             model = group_models(cast("list[FerNet]", members))
         self.model = model.to(self.device)
+        if self.dist.distributed and self.device.type == "cuda":
+            # batch statistics over the global batch, as one process computes them (CUDA only:
+            # on CPU each process normalises by its own slice's statistics)
+            self.model = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
         # channels_last is faster on CUDA (cuDNN) and CPU (oneDNN: 52 s -> 43 s per small-model
         # epoch on 2 cores); MPS keeps the default layout.
         self._channels_last = cfg.channels_last and self.device.type in ("cuda", "cpu")
@@ -162,11 +189,33 @@ class Trainer:
             if self.student is not None:
                 self.student = self.student.to(memory_format=torch.channels_last)
         self.average = WeightAverage(self.model, cfg.ema_decay) if cfg.ema_decay > 0 else None
-        self._forward = torch.compile(self.model) if cfg.compile else self.model
+        self._forward: Callable[[torch.Tensor], torch.Tensor] = self.model
         self._forward_branches = None  # (B, branches, classes) for grouped networks
+        trained = self._trained_forward()
         if isinstance(self.model, GroupedNet):
-            branches = self.model.forward_branches
-            self._forward_branches = torch.compile(branches) if cfg.compile else branches
+            self._forward_branches = trained
+        else:
+            self._forward = trained
+
+    def _trained_forward(self) -> Callable[[torch.Tensor], torch.Tensor]:
+        """The forward that training steps call: a grouped network's per-branch logits or a
+        plain network's; through DDP with several processes (so backward averages the
+        gradients), compiled when the config asks."""
+        grouped = isinstance(self.model, GroupedNet)
+        forward: Callable[[torch.Tensor], torch.Tensor]
+        forward = cast(GroupedNet, self.model).forward_branches if grouped else self.model
+        if self.dist.distributed:
+            cuda = self.device.type == "cuda"
+            forward = DistributedDataParallel(
+                _Branches(cast(GroupedNet, self.model)) if grouped else self.model,
+                device_ids=[self.device.index] if cuda else None,
+                # SyncBatchNorm keeps the statistics equal on CUDA; on CPU rank 0's are sent
+                **cast(dict[str, Any], {_BUFFER_SYNC: not cuda}),
+            )
+        if self.config.compile:
+            compiled = torch.compile(forward, mode=self.config.compile_mode)
+            forward = cast(Callable[[torch.Tensor], torch.Tensor], compiled)
+        return forward
 
     def _place_data(self, x_train, y_train, x_val, y_val, targets) -> None:
         """The images and labels as tensors on the training device (validation labels on the
@@ -222,7 +271,7 @@ class Trainer:
                 break
             for cb in self.callbacks:
                 cb.on_epoch_end(self, metrics)
-            if self._stop.is_set():
+            if distributed.any_process(self._stop.is_set(), self.device):
                 stopped = True
                 break
             patience = self.config.early_stopping
@@ -313,25 +362,38 @@ class Trainer:
 
     def _batch_input(self, index: torch.Tensor) -> torch.Tensor:
         x = self.x_train[index].float().div_(255.0).unsqueeze(1)  # (B, 1, H, W) in [0, 1]
-        x = augment_batch(x, self.config.augment, self.generator)
+        x = augment_batch(x, self.config.augment, self._augment_generator)
         x = (x - self.config.mean) / self.config.std
         if self._channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         return x
 
-    def _batch(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(augmented inputs, hard labels, loss targets) of one batch; mixup / cutmix turn the
-        targets into class probabilities."""
-        cfg = self.config
+    def _batch(
+        self, index: torch.Tensor, draw: MixDraw | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(augmented inputs, hard labels, loss targets) of one batch; a mixup / cutmix `draw`
+        mixes it and turns the targets into class probabilities."""
         x, y = self._batch_input(index), self.y_train[index]
         target: torch.Tensor = y if self.t_train is None else self.t_train[index]
-        mixing = (cfg.mixup_alpha > 0 or cfg.cutmix_alpha > 0) and (
-            torch.rand(1, generator=self.generator, device=self.device).item() < cfg.mix_prob
-        )
-        if mixing:
+        if draw is not None:
             soft = target if target.dim() == 2 else F.one_hot(y, self.num_classes).float()
-            x, target = mix_batch(x, soft, cfg.mixup_alpha, cfg.cutmix_alpha, self.generator)
+            x, target = self._mix(x, soft, draw)
         return x, y, target
+
+    def _mix(
+        self, x: torch.Tensor, soft: torch.Tensor, draw: MixDraw
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The batch mixed with a shuffled copy of itself as `draw` says: (B, 1, H, W) images and
+        (B, classes) targets. Only the shuffle is drawn here, on the device: nothing is read
+        back, so the host never waits for the GPU."""
+        perm = torch.randperm(len(x), generator=self._augment_generator, device=x.device)
+        if draw.box is None:  # mixup
+            x = draw.lam * x + (1 - draw.lam) * x[perm]
+        else:  # cutmix: the box comes from the other image
+            y0, y1, x0, x1 = draw.box
+            x = x.clone()
+            x[:, :, y0:y1, x0:x1] = x[perm, :, y0:y1, x0:x1]
+        return x, draw.lam * soft + (1 - draw.lam) * soft[perm]
 
     def _step(self, x: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One optimisation step -> (the model's logits, the loss to report)."""
@@ -358,24 +420,49 @@ class Trainer:
 
     def _train_one_epoch(self, run_start: float) -> tuple[float, float] | None:
         """(mean training loss, training accuracy) of one epoch, or None when stopped."""
-        size = self.config.batch_size
+        cfg = self.config
+        size, local = cfg.batch_size, cfg.batch_size // self.world_size
+        first = self.rank * local  # this process's slice of every global batch
         self.model.train()
         order = torch.randperm(len(self.x_train), generator=self.generator, device=self.device)
+        if self._vote is not None:
+            self._augment_generator.manual_seed(_stream_seed(cfg.seed, self.epoch, self.rank))
+            self._vote.reset()
+        height, width = self.x_train.shape[1:]
+        plan = mix_plan(cfg, self.batches_per_epoch, height, width, self.epoch)
         total_loss = torch.zeros((), device=self.device)
         correct = torch.zeros((), device=self.device)
-        seen = 0
+        seen = 0  # images this process trained on
         tick = time.perf_counter()
         for b in range(self.batches_per_epoch):
-            if self._stop.is_set():
+            if self._stopping():
                 return None
-            x, y, target = self._batch(order[b * size : (b + 1) * size])
+            start = b * size + first
+            x, y, target = self._batch(order[start : start + local], plan[b])
             logits, shown = self._step(x, target)
             total_loss += shown.detach() * len(y)
             correct += (logits.argmax(-1) == y).sum()
             seen += len(y)
             if self.callbacks:
                 self._report_batch(b, shown, seen, tick, run_start)
-        return (total_loss / seen).item(), (correct / seen).item()
+        return self._epoch_means(total_loss, correct, seen)
+
+    def _stopping(self) -> bool:
+        """Whether to stop before the next batch: this process's request alone, or with several
+        processes the vote of all (which lags one batch)."""
+        if self._vote is None:
+            return self._stop.is_set()
+        return self._vote.vote(self._stop.is_set())
+
+    def _epoch_means(
+        self, total_loss: torch.Tensor, correct: torch.Tensor, seen: int
+    ) -> tuple[float, float]:
+        """(mean loss, accuracy) over every image of the epoch, of all processes."""
+        if not self.dist.distributed:
+            return (total_loss / seen).item(), (correct / seen).item()
+        sums = distributed.all_reduce_sum(torch.stack([total_loss, correct.float()]))  # (2,)
+        loss, acc = (sums / (seen * self.world_size)).tolist()  # each process saw `seen`
+        return loss, acc
 
     def _loss(
         self, x: torch.Tensor, target: torch.Tensor
@@ -419,8 +506,19 @@ class Trainer:
             cb.on_batch_end(self, progress)
 
     def _validate(self) -> tuple[float, float, float]:
+        """(loss, accuracy, macro F1) on the validation images. With several processes rank 0
+        validates alone and broadcasts its numbers: the set is small next to an epoch, macro F1
+        needs every prediction in one place, and every process must make the same best-epoch,
+        plateau and early-stopping decisions from bit-identical numbers."""
         if len(self.x_val) == 0:
             return float("nan"), float("nan"), float("nan")
+        if not self.dist.distributed:
+            return self._validate_here()
+        values = list(self._validate_here()) if self.dist.is_main else [0.0, 0.0, 0.0]
+        loss, acc, f1 = distributed.broadcast_floats(values, self.device)
+        return loss, acc, f1
+
+    def _validate_here(self) -> tuple[float, float, float]:
         logp = predict_logits(
             self.eval_model,
             self.x_val,
@@ -447,3 +545,79 @@ def seed_everything(seed: int) -> None:
 
 def _unwrapped(model: nn.Module) -> nn.Module:
     return getattr(model, "_orig_mod", model)
+
+
+# DDP's switch for sending rank 0's buffers before every forward (renamed in torch 2.14)
+_BUFFER_SYNC = (
+    "forward_sync_buffers"
+    if "forward_sync_buffers" in inspect.signature(DistributedDataParallel).parameters
+    else "broadcast_buffers"
+)
+
+
+class _Branches(nn.Module):
+    """A grouped network whose forward is its per-branch logits (B, branches, classes): DDP
+    averages gradients only of what passes through a module's `forward`."""
+
+    def __init__(self, net: GroupedNet) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net.forward_branches(x)
+
+
+def _check_world(config: TrainConfig, world_size: int, n_train: int) -> None:
+    """`batch_size` is the global batch: it must split evenly over the processes."""
+    if world_size == 1:
+        return
+    if config.batch_size % world_size:
+        raise ValueError(
+            f"batch_size {config.batch_size} is the global batch: it must divide by the "
+            f"{world_size} processes"
+        )
+    if n_train < config.batch_size:
+        raise ValueError("data-parallel training needs at least one global batch of images")
+
+
+def _stream_seed(seed: int, epoch: int, rank: int) -> int:
+    """A seed for one process's random stream in one epoch (epoch -1: dropout's)."""
+    return int(np.random.SeedSequence([seed % 2**32, epoch + 1, rank]).generate_state(1)[0])
+
+
+@dataclass(frozen=True)
+class MixDraw:
+    """One batch's mixing: `lam` is the weight of its own images (cutmix: their share of the
+    pixels after the box is pasted in), `box` cutmix's (y0, y1, x0, x1), None for mixup."""
+
+    lam: float
+    box: tuple[int, int, int, int] | None
+
+
+def mix_plan(
+    cfg: TrainConfig, batches: int, height: int, width: int, epoch: int
+) -> list[MixDraw | None]:
+    """Every batch's mixup / cutmix decision of one epoch (None: not mixed), drawn up front on
+    the host, so no batch reads a random number back from the GPU. Seeded by (seed, epoch):
+    every process draws the same plan, and a resumed run the plan it would have drawn."""
+    if cfg.mixup_alpha <= 0 and cfg.cutmix_alpha <= 0:
+        return [None] * batches
+    rng = np.random.default_rng([cfg.seed % 2**32, epoch, 0x6D6978])  # 'mix'
+    plan: list[MixDraw | None] = []
+    for _ in range(batches):
+        if rng.random() >= cfg.mix_prob:
+            plan.append(None)
+            continue
+        cutmix = cfg.cutmix_alpha > 0 and (cfg.mixup_alpha <= 0 or rng.random() < 0.5)
+        alpha = cfg.cutmix_alpha if cutmix else cfg.mixup_alpha
+        lam = float(rng.beta(alpha, alpha))
+        if not cutmix:
+            plan.append(MixDraw(lam, None))
+            continue
+        cut = math.sqrt(1 - lam)  # the box covers 1 - lam of the image
+        half_h, half_w = int(height * cut) // 2, int(width * cut) // 2
+        cy, cx = int(rng.integers(height)), int(rng.integers(width))
+        y0, y1 = max(cy - half_h, 0), min(cy + half_h, height)
+        x0, x1 = max(cx - half_w, 0), min(cx + half_w, width)
+        plan.append(MixDraw(1 - (y1 - y0) * (x1 - x0) / (height * width), (y0, y1, x0, x1)))
+    return plan

@@ -11,7 +11,7 @@ from fer_core.models.networks import ARCHITECTURES
 from fer_core.training.config import OPTIMIZERS, SCHEDULERS
 from fer_core.training.recipes import RECIPES, get_recipe
 from fer_core.training.runs import BEST_FILE, list_runs, recipe_of, resumable
-from ui import charts, state
+from ui import charts, state, training
 from ui.text import code, md
 from ui.training import TrainingManager, recipe_from_form, stalled_at_chance, status_of
 
@@ -206,16 +206,13 @@ def show_estimate(data, recipe, selection) -> None:
     )
     if busy:
         text += " Another run is training on this server, so this is slower than it will be."
-    if est.total_s > LONG_RUN_S:
+    if est.total_s > training.LONG_RUN_S:
         st.warning(
             text + " That is long: fewer epochs, a smaller subset or a GPU would shorten it.",
             icon="⏳",
         )
     else:
         st.info(text, icon="⏱")
-
-
-LONG_RUN_S = 30 * 60
 
 
 def duration(seconds: float) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from conftest import CSV_PATH, REPO
 from streamlit.testing.v1 import AppTest
 
+from ui import training
 from ui.training import LiveRun, recipe_from_form, stalled_at_chance, status_of
 
 
@@ -24,6 +25,7 @@ def open_train_page(data: str) -> AppTest:
 
 def test_estimate_times_batches_and_warns_when_long(tmp_path, monkeypatch, csv_data):
     monkeypatch.setenv("FER_APP_DIR", str(tmp_path / "app"))
+    monkeypatch.setattr(training, "LONG_RUN_S", 1e9)  # an info, however slow the machine
     at = open_train_page(str(CSV_PATH))
     by_label(at.number_input, "Epochs").set_value(2)
     by_label(at.number_input, "Training subset (images)").set_value(1000)
@@ -35,7 +37,11 @@ def test_estimate_times_batches_and_warns_when_long(tmp_path, monkeypatch, csv_d
     assert any("on `cpu`: 2 epochs of 7 batches at" in s for s in shown), shown
     assert not list((tmp_path / "app" / "runs").glob("*")), "an estimate starts no run"
 
-    by_label(at.number_input, "Epochs").set_value(500)  # the same settings, far longer
+    assert not at.warning, [w.value for w in at.warning]
+
+    # Beyond the page's limit (30 min; here 0 s, so that no machine is too fast for the test)
+    # the estimate is a warning.
+    monkeypatch.setattr(training, "LONG_RUN_S", 0.0)
     by_label(at.button, "⏱ Estimate time").click()
     at.run()
     assert any("That is long" in w.value for w in at.warning), [w.value for w in at.warning]

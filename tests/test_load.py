@@ -236,7 +236,10 @@ def test_sessions_at_once(served, browser, csv_data, tmp_path):
         trainer, second = pages[1], pages[2]
         _predicted(trainer)
         _go(trainer, "Train")
-        start_training(trainer, 30, 300)
+        # Long enough to outlast the test on any machine (30 epochs of 300 faces once finished
+        # in 23 s, before session 2 pressed Start: it then started a second run, no warning);
+        # the test stops it at the end.
+        start_training(trainer, 500, 2000)
         _predicted(pages[0])
 
         # wave 2, while it trains: sessions 2 and 3 predict; session 2 tries to train too

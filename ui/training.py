@@ -66,6 +66,9 @@ def _summary(result: TrainResult, before: int, planned: int) -> str:
     return f"{verb} {_epochs(total)} in {result.seconds:.0f} s."
 
 
+LONG_RUN_S = 30 * 60  # the Train page's estimate warns beyond this
+
+
 def stalled_at_chance(run: LiveRun, epochs: int = 3) -> bool:
     """True when, after `epochs` epochs or more, validation accuracy has never beaten always
     answering the most common class: the settings are not learning (a learning rate too high or

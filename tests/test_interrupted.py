@@ -248,7 +248,9 @@ def test_app_run_survives_refresh_page_change_stop_and_server_kills(app_env, bro
         page.reload(wait_until="domcontentloaded")
         page.wait_for_selector("h1:has-text('Train')", timeout=60_000)
         settle(page)
-        start_training(page, EPOCHS_B, 300)
+        # Epochs of 1,500 faces (a few seconds each): with 300 faces an idle machine trained 4-5
+        # epochs per kill cycle and finished all 20 before the last kill.
+        start_training(page, EPOCHS_B, 1500)
         run_b, shown = None, 0
         rng = random.SystemRandom()
         for kill in range(SERVER_KILLS + 1):

@@ -3,30 +3,17 @@ warning when validation stays at chance, and run statuses people can read."""
 
 from __future__ import annotations
 
-from conftest import CSV_PATH, REPO
-from streamlit.testing.v1 import AppTest
+from conftest import CSV_PATH
+from test_app import by_label, open_page
 
 from ui import training
 from ui.training import LiveRun, recipe_from_form, stalled_at_chance, status_of
 
 
-def by_label(elements, label: str):
-    return next(e for e in elements if e.label == label)
-
-
-def open_train_page(data: str) -> AppTest:
-    at = AppTest.from_file(str(REPO / "streamlit_app.py"), default_timeout=300)
-    at.session_state["data_path"] = data
-    at.run()
-    at.switch_page("app_pages/train.py")
-    at.run()
-    return at
-
-
 def test_estimate_times_batches_and_warns_when_long(tmp_path, monkeypatch, csv_data):
     monkeypatch.setenv("FER_APP_DIR", str(tmp_path / "app"))
     monkeypatch.setattr(training, "LONG_RUN_S", 1e9)  # an info, however slow the machine
-    at = open_train_page(str(CSV_PATH))
+    at = open_page("app_pages/train.py", str(CSV_PATH))
     by_label(at.number_input, "Epochs").set_value(2)
     by_label(at.number_input, "Training subset (images)").set_value(1000)
     by_label(at.selectbox, "Device").set_value("cpu")

@@ -183,3 +183,41 @@ def test_home_page_path_imports_no_torch():
         [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
     )
     assert out.stdout.strip() == "[]", out.stdout[-500:]
+
+
+def test_interpolate_is_the_straight_line_between_two_checkpoints(tmp_path):
+    from fer_core.models.checkpoint import interpolate
+
+    _save(tmp_path / "a.pt")
+    torch.manual_seed(1)
+    other = build_model("small").eval()
+    save_checkpoint(tmp_path / "b.pt", other, "small", mean=0.5, std=0.25, extra={"seed": 1},
+                    calibration={"temperature": 0.8}, metrics={"val_acc": 0.6})  # fmt: skip
+    a, b = load_checkpoint(tmp_path / "a.pt"), load_checkpoint(tmp_path / "b.pt")
+    sa, sb = a.model.state_dict(), b.model.state_dict()
+    for alpha in (0.0, 0.3, 1.0):
+        mixed = interpolate(a, b, alpha)
+        for name, value in mixed.model.state_dict().items():
+            if value.is_floating_point():
+                expected = (1 - alpha) * sa[name] + alpha * sb[name]
+                assert torch.allclose(value, expected, atol=1e-6), name
+            else:
+                assert torch.equal(value, sb[name]), name
+        record = {"start": str(tmp_path / "a.pt"), "end": str(tmp_path / "b.pt"), "alpha": alpha}
+        assert mixed.extra == {"seed": 1, "interpolated": record}
+        assert mixed.calibration == {} and mixed.metrics == {} and not mixed.model.training
+    x = torch.randn(2, 1, 48, 48)
+    assert torch.allclose(interpolate(a, b, 1.0).model(x), b.model(x), atol=1e-5)
+    assert b.calibration == {"temperature": 0.8}  # the inputs are left as they were
+
+
+def test_interpolate_refuses_other_networks_and_alphas(tmp_path):
+    from fer_core.models.checkpoint import interpolate
+
+    _save(tmp_path / "a.pt")
+    _save(tmp_path / "c.pt", arch="seed_cnn4_fc512")
+    a, c = load_checkpoint(tmp_path / "a.pt"), load_checkpoint(tmp_path / "c.pt")
+    with pytest.raises(CheckpointError, match="differ in arch"):
+        interpolate(a, c, 0.5)
+    with pytest.raises(CheckpointError, match=r"alpha is 1\.5"):
+        interpolate(a, a, 1.5)

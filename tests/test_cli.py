@@ -214,3 +214,21 @@ def test_train_fine_tunes_a_checkpoint_on_ferplus_soft_labels(tmp_path):
                    check=False)  # fmt: skip
         assert proc.returncode != 0 and message in proc.stderr
         assert "Traceback" not in proc.stderr
+
+
+def test_interpolate_then_finalize(trained, tmp_path):
+    """The halfway checkpoint between a run and itself is the run; finalize then calibrates and
+    evaluates it like any checkpoint."""
+    mid, out = tmp_path / "mid.pt", tmp_path / "final.pt"
+    proc = cli("interpolate", "--start", trained, "--end", trained, "--alpha", "0.5", "--out", mid)
+    assert "0.5 of the way" in proc.stdout
+    stored = json.loads(
+        cli("finalize", "--checkpoint", mid, "--data", CSV_PATH, "--out", out).stdout
+    )
+    again = json.loads(
+        cli("evaluate", "--checkpoint", trained, "--data", CSV_PATH, "--json").stdout
+    )
+    assert stored["confusion_matrix"] == again["confusion_matrix"]
+    bad = cli("interpolate", "--start", trained, "--end", trained, "--alpha", "2", "--out", mid,
+              check=False)  # fmt: skip
+    assert bad.returncode == 1 and "alpha is 2" in bad.stderr and "Traceback" not in bad.stderr

@@ -57,3 +57,6 @@ def test_named_recipe_reproduces_the_shipped_config(path, recipe, photo_augment)
     assert ("--photo-augment" in command) == photo_augment
     assert ckpt.arch == named.arch
     assert ckpt.arch_kwargs == named.arch_kwargs
+    # stage 3 of the default model (model card): 0.6 of the way from stage 1 to stage 2
+    mixed = ckpt.extra.get("interpolated")
+    assert (mixed and mixed["alpha"]) == (0.6 if photo_augment else None)

@@ -1,4 +1,4 @@
-"""`python -m fer_core {info,train,evaluate,predict,video,finalize,export,download}`."""
+"""`python -m fer_core {info,train,evaluate,predict,video,finalize,interpolate,export,download}`."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""`train` (a recipe, any of its settings overridden, into a resumable run folder) and
+"""`train` (a recipe, any of its settings overridden, into a resumable run folder),
+`interpolate` (the weights between a fine-tuned checkpoint and the one it started from) and
 `finalize` (calibrate and evaluate a run's best checkpoint into a shippable copy).
 
 The training-setting flags are generated from `TrainConfig` and `AugmentConfig`
@@ -45,6 +46,20 @@ def register(sub) -> None:
     p.add_argument("--out", required=True, help="e.g. checkpoints/fer_model.pt")
     p.add_argument("--half", action="store_true", help="store weights in fp16")
     p.set_defaults(run=cmd_finalize)
+
+    p = sub.add_parser(
+        "interpolate",
+        help="the weights alpha of the way from one checkpoint to another (a fine-tuned model "
+        "and the model it started from); finalize the result",
+    )
+    p.add_argument("--start", required=True, help="the model fine-tuning started from")
+    p.add_argument("--end", required=True, help="the fine-tuned model")
+    p.add_argument(
+        "--alpha", type=float, required=True, help="0: the start, 1: the end (e.g. 0.75)"
+    )
+    p.add_argument("--out", required=True, help="the interpolated checkpoint")
+    p.add_argument("--half", action="store_true", help="store weights in fp16")
+    p.set_defaults(run=cmd_interpolate)
 
 
 def _train_arguments(p: argparse.ArgumentParser) -> None:
@@ -307,4 +322,15 @@ def cmd_finalize(args) -> int:
     metrics = {**source.metrics, args.split: record}
     resave(shipped, args.out, metrics, half=args.half, calibration=calibration)
     print(json.dumps(record))
+    return 0
+
+
+def cmd_interpolate(args) -> int:
+    """Write the checkpoint between --start and --end; `finalize` then calibrates and evaluates
+    it (the file carries neither)."""
+    from fer_core.models.checkpoint import interpolate, load_checkpoint
+
+    mixed = interpolate(load_checkpoint(args.start), load_checkpoint(args.end), args.alpha)
+    resave(mixed, args.out, {}, half=args.half)
+    print(f"wrote {args.out}: {args.alpha:g} of the way from {args.start} to {args.end}")
     return 0

@@ -12,7 +12,7 @@ import pickle
 import re
 import warnings
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -226,6 +226,49 @@ def load_checkpoint(path: str | os.PathLike | None = None, device: str = "cpu") 
         extra=dict(raw.get("extra", {})),
         calibration=dict(raw.get("calibration", {})),
         path=path,
+    )
+
+
+def interpolate(start: Checkpoint, end: Checkpoint, alpha: float) -> Checkpoint:
+    """The checkpoint whose weights lie `alpha` of the way from `start`'s to `end`'s:
+    (1 - alpha) * start + alpha * end, every float tensor (weights and batch-norm statistics).
+
+    Made for a fine-tuned model and the model it was fine-tuned from (weight-space ensembling,
+    WiSE-FT: Wortsman et al., 2022): both share one initialisation, so the straight line between
+    them stays in one basin, and its middle keeps what fine-tuning added while losing less of
+    what the first model had. Everything else (recipe, history, counters) is `end`'s; the
+    calibration and the stored evaluation are dropped (they belonged to other weights), and
+    `extra["interpolated"]` records the two files (their paths) and alpha. The model is a new one.
+    """
+    if not 0.0 <= alpha <= 1.0:
+        raise CheckpointError(f"alpha is {alpha}: 0 (the start) to 1 (the end)")
+    for what in ("arch", "arch_kwargs", "classes", "input_size", "mean", "std"):
+        if getattr(start, what) != getattr(end, what):
+            raise CheckpointError(
+                f"{start.name} and {end.name} differ in {what} "
+                f"({getattr(start, what)!r} against {getattr(end, what)!r}): only two "
+                "checkpoints of one network can be interpolated"
+            )
+    a, b = start.model.state_dict(), end.model.state_dict()
+    mixed = {
+        k: torch.lerp(a[k].float(), v.float(), alpha).to(v.dtype) if v.is_floating_point() else v
+        for k, v in b.items()
+    }
+    model = build_model(end.arch, num_classes=len(end.classes), **end.arch_kwargs)
+    model.load_state_dict(mixed)
+    model.to(memory_format=torch.channels_last).eval()
+    record = {
+        "start": str(start.path or start.name),
+        "end": str(end.path or end.name),
+        "alpha": alpha,
+    }
+    return replace(
+        end,
+        model=model,
+        metrics={},
+        calibration={},
+        extra={**end.extra, "interpolated": record},
+        path=None,
     )
 
 

@@ -30,6 +30,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench import cpu_name
 from tests.browser import ARGS, CHROMIUM, open_page, start_server, stop_server
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -190,7 +191,7 @@ def main() -> int:
         "runs": runs,
         "targets": {"cold_start_s": 5.0, "peak_rss_mb": 1200},
         "machine": {
-            "cpu": platform.processor() or platform.machine(),
+            "cpu": cpu_name(),
             "cpus": os.cpu_count(),
             "python": platform.python_version(),
             "torch": importlib.metadata.version("torch"),

@@ -19,6 +19,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from bench import cpu_name
+
 ROOT = Path(__file__).resolve().parent.parent
 
 LOAD = """
@@ -74,7 +76,7 @@ def main() -> int:
     out["runs"] = {k: [round(x, 3) for x in v] for k, v in runs.items()}
     out["target_cached_s"] = 2.0
     out["machine"] = {
-        "cpu": platform.processor() or platform.machine(),
+        "cpu": cpu_name(),
         "cpus": os.cpu_count(),
         "python": platform.python_version(),
     }

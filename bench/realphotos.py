@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import platform
 import statistics
 import subprocess
 import sys
@@ -31,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bench import cpu_name
 from fer_core.data.photos import read_photo_set
 from fer_core.evaluate import compute_metrics
 from fer_core.labels import CLASSES
@@ -136,7 +136,7 @@ def main() -> int:
                                     or "fer" in k}))  # fmt: skip
     record["checkpoint"] = Path(args.checkpoint or DEFAULT_CHECKPOINT).name
     record["machine"] = {
-        "cpu": platform.processor() or platform.machine(),
+        "cpu": cpu_name(),
         "threads": args.threads,
         "torch": torch.__version__,
     }

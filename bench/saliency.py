@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 from functools import partial
@@ -38,6 +37,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from bench import cpu_name
 from fer_core.inference import predict_proba
 from fer_core.models.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
 from fer_core.saliency import DEFAULT_SIZE, grad_cam, occlusion
@@ -242,7 +242,7 @@ def main() -> int:
         "default": DEFAULT,
         "results": results,
         "machine": {
-            "cpu": platform.processor() or platform.machine(),
+            "cpu": cpu_name(),
             "cores": os.cpu_count(),
             "threads": args.threads,
             "torch": torch.__version__,

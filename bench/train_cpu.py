@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import tempfile
 from dataclasses import replace
@@ -23,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bench import cpu_name
 from bench.train_gpu import baseline, baseline_dataset
 from fer_core.data.fer2013 import load_dataset
 from fer_core.models.networks import build_model, count_parameters
@@ -75,7 +75,7 @@ def main() -> int:
     out["ratio"] = round(out["baseline_epoch_s"] / out["epoch_s"], 1)
     out["target_epoch_s"] = 60
     out["machine"] = {
-        "cpu": platform.processor() or platform.machine(),
+        "cpu": cpu_name(),
         "cpus": os.cpu_count(),
         "threads": args.threads,
         "torch": torch.__version__,

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -32,6 +31,7 @@ from pathlib import Path
 import cv2
 import torch
 
+from bench import cpu_name
 from fer_core.models.checkpoint import DEFAULT_CHECKPOINT, FAST_CHECKPOINT
 from fer_core.vision.video import (
     CSV_NAME,
@@ -170,7 +170,7 @@ def main() -> int:
         result = {"speed": speed(folder), "memory": memory(folder), "tracking": tracking(folder)}
     result["targets"] = TARGETS
     result["machine"] = {
-        "cpu": platform.processor() or platform.machine(),
+        "cpu": cpu_name(),
         "cpus": os.cpu_count(),
         "threads": args.threads,
         "torch": torch.__version__,

@@ -154,6 +154,10 @@ MIN_FACE_FRAC = 0.05  # automatic smallest face: this share of the photo's short
 MIN_FACE_PX = 24  # ... but at least this many pixels (the cascade's window)
 WORK_FACE_PX = 48  # the smallest face is this big in the copy the cascade sees (or full size)
 TILT_STEP = 25.0  # rotated copies every this many degrees; the upright cascade takes ~+-12
+# Turned copies look for faces from this many times the smallest face upright copies look for:
+# the search over the full-resolution copy at the smallest sizes is most of a photo's time, and
+# the turned copies cost as much each (bench/detect.py and bench/webcam.py measure both ways)
+TILT_MIN_FACE = 1.5
 HAAR_WINDOW = 24
 LEVEL_FACE = 36  # each level of the detector's pyramid looks for faces from this many px ...
 LEVEL_RANGE = 2.4  # ... to this many times that (levels are halvings)
@@ -187,7 +191,8 @@ class DetectorConfig:
         default=30.0,
         metadata={
             "help": "rotation search: faces tilted up to this many degrees either way are found "
-            "and cropped upright (0: upright faces only; faster)"
+            f"and cropped upright, from {TILT_MIN_FACE:g} x the smallest face size (0: upright "
+            "faces only; faster)"
         },
     )
     min_face_frac: float = MIN_FACE_FRAC
@@ -200,6 +205,7 @@ class DetectorConfig:
     equalize: bool = False
     scale_factor: float = 1.1  # the cascade's pyramid step
     tilt_scale_factor: float = 1.2  # its step on the turned copies (coarser: faster)
+    tilt_min_face: float = TILT_MIN_FACE
     min_neighbors: int = 3
     # hits each CONFIRM_CASCADES cascade must give a face on its patch; below 2.5x that,
     # CONFIRM_STRICT must find it too (0: no confirmation)
@@ -320,7 +326,8 @@ def merge_boxes(
 class FaceDetector:
     """OpenCV's frontal-face Haar cascade over the whole photo: on a copy scaled so that the
     smallest face searched is WORK_FACE_PX wide (large photos are not shrunk to a thumbnail) and
-    its area-averaged halvings for larger faces, on turned copies for tilted heads; boxes merged
+    its area-averaged halvings for larger faces, on turned copies for tilted heads (from
+    TILT_MIN_FACE x the smallest face); boxes merged
     across scales and rotations, each confirmed by more cascades on its upright patch.
     Thread-safe (one cascade per thread)."""
 
@@ -367,12 +374,15 @@ class FaceDetector:
             hi = largest if k < len(levels) - 1 else 0
             level_scale = scale * level.shape[1] / small.shape[1]
             for angle in tilt_angles(0.0 if c.max_side else c.max_tilt, c.tilt_step):
+                smallest = lo if angle == 0 or k else round(c.tilt_min_face * lo)
+                if hi and smallest > hi:
+                    continue
                 turned, m = (level, None) if angle == 0 else rotate_image(level, angle)
                 boxes, neighbours = cascade.detectMultiScale2(
                     turned,
                     scaleFactor=c.scale_factor if angle == 0 else c.tilt_scale_factor,
                     minNeighbors=c.min_neighbors,
-                    minSize=(lo, lo),
+                    minSize=(smallest, smallest),
                     maxSize=(hi, hi),
                 )
                 for b, n in zip(boxes, neighbours):

@@ -120,15 +120,18 @@ def utilisation(img_per_s: float, flops_per_image: float, peak_tflops: float) ->
     return round(img_per_s * flops_per_image / (peak_tflops * 1e12), 4)
 
 
-def ours(data, epochs: int, device: str, compile_mode: str | None, limit: int | None) -> dict:
+def ours(
+    data, epochs: int, device: str, compile_mode: str | None, limit: int | None,
+    recipe: Recipe = RECIPE,
+) -> dict:  # fmt: skip
     """Images per second of our trainer: the last of `epochs` training epochs, no validation.
     compile_mode: a torch.compile mode, or None for eager."""
     train = data.split("train")
     images, labels = train.images[:limit], train.labels[:limit]
-    config = replace(RECIPE.config, epochs=epochs, eval_tta="none", device=device,
+    config = replace(recipe.config, epochs=epochs, eval_tta="none", device=device,
                      compile=compile_mode is not None, compile_mode=compile_mode or "default")  # fmt: skip
     seed_everything(0)
-    model = build_model(RECIPE.arch, **RECIPE.arch_kwargs)
+    model = build_model(recipe.arch, **recipe.arch_kwargs)
     empty = np.zeros((0, 48, 48), np.uint8)
     trainer = Trainer(model, config, images, labels, empty, np.zeros(0, np.int64))
     result = trainer.fit()
@@ -284,15 +287,26 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=8, help="workers of the tuned baseline")
     parser.add_argument("--limit", type=int, help="train on the first N training faces (smoke)")
     parser.add_argument(
+        "--branches", type=int,
+        help="the shipped network with this many branches (1: the single 5.2M fer_vgg)",
+    )  # fmt: skip
+    parser.add_argument(
         "--compile-mode", nargs="+", choices=COMPILE_MODES, default=[],
         help="also time ours under torch.compile in each of these modes",
     )  # fmt: skip
     parser.add_argument("--compile", action="store_true", help="same as --compile-mode default")
     parser.add_argument("--time-to-accuracy", action="store_true", help="train the recipe fully")
     parser.add_argument("--recipe-epochs", type=int, help="time-to-accuracy: epochs (smoke)")
+    parser.add_argument("--recipe-compile-mode", choices=COMPILE_MODES,
+                        help="time-to-accuracy: train under torch.compile in this mode")  # fmt: skip
     parser.add_argument("--out", help="also write the JSON result to this file")
     parser.add_argument("--json", action="store_true", help="only the final JSON line")
-    return parser.parse_args()
+    args = parser.parse_args()
+    args.recipe = RECIPE
+    if args.branches is not None:
+        kwargs = {**RECIPE.arch_kwargs, "branches": args.branches}
+        args.recipe = replace(RECIPE, arch_kwargs=kwargs)
+    return args
 
 
 def _compiled_variants(args, data, out: dict, log) -> None:
@@ -301,7 +315,7 @@ def _compiled_variants(args, data, out: dict, log) -> None:
     for mode in modes:
         key = f"ours_compile_{mode.replace('-', '_')}"
         try:
-            out[key] = ours(data, args.epochs, args.device, mode, args.limit)
+            out[key] = ours(data, args.epochs, args.device, mode, args.limit, args.recipe)
         except Exception as exc:  # a benchmark reports a failed variant, it does not stop
             out[key] = {"error": f"{type(exc).__name__}: {exc}"[:500]}
         torch._dynamo.reset()  # each mode compiles afresh
@@ -316,13 +330,17 @@ def _baselines(args, data, out: dict, log) -> None:
             dataset = torch.utils.data.Subset(dataset, range(min(args.limit, len(dataset))))
         out["baseline_source"] = kind
         out["baseline"] = baseline(dataset, 0, args.batches, warmup=min(20, args.batches),
-                                   device=device)  # fmt: skip
+                                   recipe=args.recipe, device=device)  # fmt: skip
         log("baseline (seed default, 0 workers)", out["baseline"])
         out["baseline_tuned"] = baseline(dataset, args.workers, args.batches * 3,
-                                         warmup=min(20, args.batches), device=device)  # fmt: skip
+                                         warmup=min(20, args.batches), recipe=args.recipe,
+                                         device=device)  # fmt: skip
         log(f"baseline ({args.workers} workers, pinned)", out["baseline_tuned"])
         if args.time_to_accuracy:
-            recipe = with_overrides(RECIPE, device=args.device)
+            recipe = with_overrides(args.recipe, device=args.device)
+            if args.recipe_compile_mode:
+                recipe = with_overrides(recipe, compile=True,
+                                        compile_mode=args.recipe_compile_mode)  # fmt: skip
             if args.recipe_epochs:
                 recipe = with_overrides(recipe, epochs=args.recipe_epochs)
             out["time_to_accuracy"] = time_to_accuracy(data, Path(tmp), recipe, args.limit)
@@ -356,13 +374,13 @@ def main() -> int:
     torch.backends.cudnn.benchmark = True
     data = load_dataset(Path(args.data))
     log = (lambda *a: None) if args.json else print
-    model = build_model(RECIPE.arch, **RECIPE.arch_kwargs)
+    model = build_model(args.recipe.arch, **args.recipe.arch_kwargs)
     macs = training_macs(model)
-    out: dict = {"arch": RECIPE.arch, "arch_kwargs": RECIPE.arch_kwargs,
+    out: dict = {"arch": args.recipe.arch, "arch_kwargs": args.recipe.arch_kwargs,
                  "params": count_parameters(model), "forward_macs_per_image": macs,
                  "train_flops_per_image": 6 * macs, "peak": matmul_peak(device)}  # fmt: skip
     log("model", {k: out[k] for k in ("params", "forward_macs_per_image")}, "peak", out["peak"])
-    out["ours"] = ours(data, args.epochs, args.device, None, args.limit)
+    out["ours"] = ours(data, args.epochs, args.device, None, args.limit, args.recipe)
     log("ours", out["ours"])
     _compiled_variants(args, data, out, log)
     _baselines(args, data, out, log)

@@ -29,7 +29,12 @@ def show_metrics(result: dict, key: str | None = None, cell: tuple[str, str] | N
         c[2].metric("Faces found", f"{result['faces_found']:,} of {result['n']:,}")
     else:
         c[2].metric("Faces", f"{result['n']:,}")
-    c[3].metric("Test-time augmentation", result.get("tta", "none"))
+    c[3].metric(
+        "Test-time augmentation",
+        result.get("tta", "none"),
+        help=f"The network ran in {result.get('precision', 'fp32')} "
+        "(int8 on x86 processors, as predictions run; fp32 elsewhere)",
+    )
     left, right = st.columns([1, 1])
     with left:
         st.markdown("**Per-class report**")

@@ -49,8 +49,10 @@ with right, st.container(border=True):
         if headline:
             label, accuracy = headline
             f1 = public.get("macro_f1", ckpt.metrics.get("val_macro_f1"))
-            how = (f"test-time augmentation {public['tta']}; " if public.get("tta") else "") + (
-                "measured when the model was shipped" if public else "the run's best epoch"
+            how = (
+                (f"test-time augmentation {public['tta']}; " if public.get("tta") else "")
+                + (f"{public['precision']} network; " if public.get("precision") else "")
+                + ("measured when the model was shipped" if public else "the run's best epoch")
             )
             cols[1].metric(
                 label,

@@ -1,9 +1,11 @@
 """CPU inference benchmark: per-face photo latency and the webcam path end to end.
 
 Measures, for each shipped model (or --checkpoint): per-face latency at batch 1 and batch 32, with
-each test-time-augmentation mode; the photo path with default settings (decode-free: detection,
-crop, classification); and the webcam path on a 640x480 frame with one and with three faces
-(detection, classification, smoothing, drawing) in frames per second.
+each test-time-augmentation mode, in fp32 and (where the checkpoint carries an int8 record) int8;
+the photo path with default settings (decode-free: detection, crop, classification), and beside
+it in the same run the same path with the fp32 network; and the webcam path on a 640x480 frame
+with one and with three faces (detection, classification, smoothing, drawing) in frames per
+second.
 
     python -m bench.webcam [--checkpoint PATH] [--threads 2] [--json]
 
@@ -71,17 +73,21 @@ def bench_model(path: Path, faces: np.ndarray, repeat: int) -> dict:
     ckpt = load_checkpoint(path)
     predictor = Predictor(ckpt)
     out: dict = {"checkpoint": path.name, "arch": ckpt.arch, "params": ckpt.num_parameters}
-    for tta in ("none", "flip", "crops"):
-        one = timed(
-            lambda tta=tta: predict_proba(ckpt.model, faces[:1], ckpt.mean, ckpt.std, tta=tta),
-            repeat,
-        )
-        many = timed(
-            lambda tta=tta: predict_proba(ckpt.model, faces[:32], ckpt.mean, ckpt.std, tta=tta),
-            max(3, repeat // 5),
-        )
-        out[f"ms_per_face_b1_{tta}"] = round(one * 1000, 2)
-        out[f"ms_per_face_b32_{tta}"] = round(many / 32 * 1000, 2)
+    out["precision"] = predictor.precision  # what the default path runs in
+    for precision in ("fp32", "int8") if out["precision"] == "int8" else ("fp32",):
+        model = ckpt.inference_model(precision)
+        suffix = "" if precision == "fp32" else "_int8"
+        for tta in ("none", "flip", "crops"):
+            one = timed(
+                lambda tta=tta, m=model: predict_proba(m, faces[:1], ckpt.mean, ckpt.std, tta=tta),
+                repeat,
+            )
+            many = timed(
+                lambda tta=tta, m=model: predict_proba(m, faces[:32], ckpt.mean, ckpt.std, tta=tta),
+                max(3, repeat // 5),
+            )
+            out[f"ms_per_face_b1_{tta}{suffix}"] = round(one * 1000, 2)
+            out[f"ms_per_face_b32_{tta}{suffix}"] = round(many / 32 * 1000, 2)
 
     frame1, frame3 = frame_with_faces(faces[:1]), frame_with_faces(faces[:3])
     found1 = len(predictor.predict_array(frame1))
@@ -90,6 +96,10 @@ def bench_model(path: Path, faces: np.ndarray, repeat: int) -> dict:
     photo = timed(lambda: predictor.predict_array(frame1), repeat)
     out["photo_ms_per_face"] = round(photo / max(found1, 1) * 1000, 2)
     out["photo_default_tta"] = predictor.tta
+    # the baseline in the same run: the same path with the fp32 network
+    fp32 = Predictor(ckpt, precision="fp32")
+    photo_fp32 = timed(lambda: fp32.predict_array(frame1), repeat)
+    out["photo_ms_per_face_fp32"] = round(photo_fp32 / max(found1, 1) * 1000, 2)
 
     live = Predictor(ckpt, tta="none", detector=webcam_detector())
 

@@ -33,6 +33,7 @@ class EvalResult:
     misclassified: list[Mistake] = field(default_factory=list)  # most confident first
     split: str = ""
     tta: str = "none"
+    precision: str = "fp32"  # what the network ran in: "fp32" or "int8" (models/quantize.py)
     checkpoint: str = ""
     faces_found: int | None = None  # photo sets: photos in which a face was found
     no_face: list[str] = field(default_factory=list)  # photo sets: those without (count as wrong)
@@ -168,17 +169,19 @@ def evaluate_checkpoint(
     batch_size: int = 512,
     device: str | None = None,
     progress=None,
+    precision: str = "auto",
 ) -> tuple[EvalResult, np.ndarray]:
     """Evaluate a loaded `Checkpoint` on one split of a `FerData`. Returns (result, probs), the
     probabilities calibrated with the checkpoint's temperature. `progress(done, total)` is called
-    after each batch of faces."""
+    after each batch of faces. `precision` as for predictions (`Checkpoint.inference_model`):
+    "auto" measures what `predict` runs on this machine."""
     from fer_core.inference import predict_proba, resolve_device
 
     subset = data.split(split)
     if device is not None:
         ckpt.model.to(resolve_device(device))
     raw = predict_proba(
-        ckpt.model,
+        ckpt.inference_model(precision),
         subset.images,
         ckpt.mean,
         ckpt.std,
@@ -194,24 +197,32 @@ def evaluate_checkpoint(
         subset.rows,
         split=split,
         tta=tta,
+        precision=ckpt.precision(precision),
         checkpoint=str(ckpt.path or ""),
         calibration=calibration,
     )
     return result, probs
 
 
-def fit_calibration(ckpt, data, split: str, tta: str = "flip") -> dict:
-    """Fit the temperature of a loaded checkpoint on one split; returns its calibration record
-    (temperature, split, tta, ECE before and after) for `save_checkpoint(calibration=...)`."""
+def fit_calibration(ckpt, data, split: str, tta: str = "flip", precision: str = "auto") -> dict:
+    """Fit the temperature of a loaded checkpoint on one split, on the probabilities its
+    predictions give (`precision`); returns its calibration record (temperature, split, tta,
+    precision, ECE before and after) for `save_checkpoint(calibration=...)`."""
     from fer_core.calibration import fit_temperature
     from fer_core.inference import predict_proba
 
     subset = data.split(split)
-    raw = predict_proba(ckpt.model, subset.images, ckpt.mean, ckpt.std, tta=tta)
+    model = ckpt.inference_model(precision)
+    raw = predict_proba(model, subset.images, ckpt.mean, ckpt.std, tta=tta)
     temperature = fit_temperature(np.log(np.clip(raw, 1e-12, None)), subset.labels)
     _, record = calibrate(raw, subset.labels, temperature)
     keep = ("temperature", "ece_before", "ece_after")
-    return {k: record[k] for k in keep} | {"split": split, "tta": tta, "n": len(subset)}
+    return {k: record[k] for k in keep} | {
+        "split": split,
+        "tta": tta,
+        "precision": ckpt.precision(precision),
+        "n": len(subset),
+    }
 
 
 def calibrate(raw: np.ndarray, labels: np.ndarray, temperature: float) -> tuple[np.ndarray, dict]:
@@ -271,6 +282,7 @@ def evaluate_photos(
         names=photos.names,
         split="photos",
         tta=tta or predictor.tta,
+        precision=predictor.precision,
         checkpoint=str(predictor.ckpt.path or ""),
         faces_found=int(found.sum()),
         no_face=[photos.names[i] for i in np.flatnonzero(~found)],

@@ -6,6 +6,7 @@ Training validation, evaluation and prediction all go through `predict_proba`, s
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from contextlib import nullcontext
 
@@ -43,10 +44,11 @@ def available_devices() -> list[str]:
     return found
 
 
-def autocast(device: torch.device, enabled: bool = True):
-    """bf16 autocast on CUDA; a no-op elsewhere (CPU bf16 is slower than fp32 on most laptops)."""
+def autocast(device: torch.device, enabled: bool = True, cache: bool = True):
+    """bf16 autocast on CUDA; a no-op elsewhere (CPU bf16 is slower than fp32 on most laptops).
+    cache=False: no cache of cast weights (inside a CUDA graph's capture)."""
     if enabled and device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
+        return torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=cache)
     return nullcontext()
 
 
@@ -68,7 +70,7 @@ def predict_logits(
     result is the averaged probability; `temperature` then calibrates them (`calibration.py`).
     `progress(done, total)` is called after each batch.
     """
-    device = next(model.parameters()).device
+    device = next(itertools.chain(model.parameters(), model.buffers())).device
     if device.type == "cpu":
         batch_size = min(
             batch_size, 16

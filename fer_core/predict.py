@@ -77,14 +77,29 @@ class Predictor:
         tta: str | None = None,
         detector: FaceDetector | None = None,
         threads: int | None = None,
+        precision: str = "auto",
     ) -> None:
         self.ckpt = ckpt
         self.classes = ckpt.classes
         self.tta = tta or DEFAULT_TTA
+        self._precision = precision
+        if precision != "auto":
+            ckpt.inference_model(precision)  # an impossible request fails here, not later
         self._detector = detector
         self._lock = threading.Lock()
         if threads:
             torch.set_num_threads(threads)
+
+    @property
+    def model(self):
+        """The network predictions run: int8 on CPUs where the checkpoint allows it, built on
+        first use (`Checkpoint.inference_model`)."""
+        return self.ckpt.inference_model(self._precision)
+
+    @property
+    def precision(self) -> str:
+        """What the network runs in: "int8" or "fp32" (`Checkpoint.inference_model`)."""
+        return self.ckpt.precision(self._precision)
 
     @property
     def detector(self) -> FaceDetector:
@@ -95,9 +110,13 @@ class Predictor:
 
     @classmethod
     def from_checkpoint(
-        cls, path: str | os.PathLike | None = None, tta: str | None = None, device: str = "cpu"
+        cls,
+        path: str | os.PathLike | None = None,
+        tta: str | None = None,
+        device: str = "cpu",
+        precision: str = "auto",
     ) -> Predictor:
-        return cls(load_checkpoint(path, device=device), tta=tta)
+        return cls(load_checkpoint(path, device=device), tta=tta, precision=precision)
 
     def probabilities(
         self, faces: np.ndarray, tta: str | None = None, calibrated: bool = True
@@ -108,7 +127,7 @@ class Predictor:
             return np.zeros((0, len(self.classes)), dtype=np.float32)
         with self._lock, torch.inference_mode():
             return predict_proba(
-                self.ckpt.model,
+                self.model,
                 faces,
                 self.ckpt.mean,
                 self.ckpt.std,
@@ -120,7 +139,8 @@ class Predictor:
     def saliency(self, faces: np.ndarray, target=None) -> np.ndarray:
         """(N, 48, 48) uint8 crops -> (N, 48, 48) saliency maps in [0, 1] (`saliency_map`) for
         `target` (a class index per face; default the predicted class), under the lock that
-        predictions take: the backward pass never overlaps one on the shared model."""
+        predictions take: the backward pass never overlaps one on the shared model. Maps are
+        of the fp32 network (gradients need it), whatever precision predictions run in."""
         with self._lock:
             return saliency_map(self.ckpt.model, faces, self.ckpt.mean, self.ckpt.std, target)
 

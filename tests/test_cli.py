@@ -13,6 +13,7 @@ from conftest import CSV_PATH, REPO, ZIP_PATH, cli
 from test_faces_predict import scene_with_face
 
 from fer_core.labels import CLASSES
+from fer_core.models.checkpoint import load_checkpoint
 
 
 @pytest.mark.parametrize("path", [CSV_PATH, ZIP_PATH])
@@ -144,6 +145,15 @@ def test_finalize_stores_the_evaluation_it_reproduces(trained, tmp_path):
     again = json.loads(cli("evaluate", "--checkpoint", out, "--data", CSV_PATH, "--json").stdout)
     assert stored["accuracy"] == again["accuracy"] and stored["tta"] == again["tta"] == "flip"
     assert stored["confusion_matrix"] == again["confusion_matrix"]
+    assert stored["precision"] == again["precision"] == "int8"  # the default on x86 CPUs
+    fp32 = load_checkpoint(out).metrics["public_test_fp32"]
+    exact = json.loads(
+        cli(
+            "evaluate", "--checkpoint", out, "--data", CSV_PATH, "--json", "--precision", "fp32"
+        ).stdout
+    )
+    assert fp32["precision"] == exact["precision"] == "fp32"
+    assert fp32["confusion_matrix"] == exact["confusion_matrix"]
 
 
 def test_kaggle_download_offline_is_one_clear_line(tmp_path):

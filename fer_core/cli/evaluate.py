@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from fer_core.cli.dataset import add_data_argument, report_skipped
+from fer_core.cli.predict import add_precision_argument
 from fer_core.data.augment import TTA_MODES
 from fer_core.data.fer2013 import SPLIT_CHOICES
 from fer_core.errors import FerError
@@ -29,6 +30,7 @@ def register(sub) -> None:
     )
     p.add_argument("--tta-mode", dest="tta", choices=TTA_MODES, help="explicit TTA mode")
     p.add_argument("--device", default="auto")
+    add_precision_argument(p)
     p.add_argument(
         "--no-detect",
         action="store_true",
@@ -59,8 +61,9 @@ def cmd_evaluate(args) -> int:
             f"the dataset has no {args.split} split (it has: {', '.join(data.available_splits())})"
         )
     result, _ = evaluate_checkpoint(
-        ckpt, data, args.split, tta=args.tta or DEFAULT_TTA, device=args.device
-    )
+        ckpt, data, args.split, tta=args.tta or DEFAULT_TTA, device=args.device,
+        precision=args.precision,
+    )  # fmt: skip
     return _print_result(args, result, f"{ckpt.name} on {args.split}")
 
 
@@ -71,7 +74,7 @@ def _evaluate_photos(args) -> int:
 
     photos = read_photo_set(args.data)
     report_skipped(photos)
-    predictor = Predictor.from_checkpoint(args.checkpoint, tta=args.tta)
+    predictor = Predictor.from_checkpoint(args.checkpoint, tta=args.tta, precision=args.precision)
     bar = None
     if not args.json and sys.stderr.isatty():
         from tqdm import tqdm
@@ -98,7 +101,7 @@ def _print_result(args, result, title: str) -> int:
     if args.markdown:
         print(markdown_report(result))
         return 0
-    print(f"{title} ({result.n} images, TTA {result.tta})")
+    print(f"{title} ({result.n} images, TTA {result.tta}, {result.precision})")
     print(f"accuracy {result.accuracy:.4f}   macro-F1 {result.macro_f1:.4f}")
     print(f"{'class':<10}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>10}")
     for c, m in result.per_class.items():
@@ -122,7 +125,8 @@ def markdown_report(result) -> str:
     """Accuracy, per-class report and confusion matrix as markdown tables."""
     lines = [
         f"Accuracy **{result.accuracy:.2%}**, macro-F1 **{result.macro_f1:.4f}** on "
-        f"{result.split} ({result.n} images, test-time augmentation: {result.tta}).",
+        f"{result.split} ({result.n} images, test-time augmentation: {result.tta}, "
+        f"{result.precision}).",
         "",
         "| class | precision | recall | F1 | support |",
         "| --- | ---: | ---: | ---: | ---: |",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import pickle
 import re
+import threading
 import warnings
 import zipfile
 from dataclasses import dataclass, field, replace
@@ -44,6 +45,7 @@ _TYPES: dict[str, type | tuple[type, ...]] = {
     "metrics": dict,
     "extra": dict,
     "calibration": dict,
+    "int8": dict,
 }
 
 
@@ -64,7 +66,13 @@ class Checkpoint:
     extra: dict = field(default_factory=dict)
     # {"temperature": T, "split": ..., "tta": ..., "ece_before": ..., "ece_after": ...}
     calibration: dict = field(default_factory=dict)
+    # the int8 record of fer_core.models.quantize.calibrate ({} : fp32 inference only)
+    int8: dict = field(default_factory=dict)
     path: Path | None = None
+    _inference: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+    _lock: threading.Lock = field(
+        default_factory=threading.Lock, init=False, repr=False, compare=False
+    )
 
     @property
     def temperature(self) -> float:
@@ -78,6 +86,45 @@ class Checkpoint:
     @property
     def name(self) -> str:
         return self.path.stem if self.path else self.arch
+
+    def precision(self, precision: str = "auto") -> str:
+        """The precision `inference_model(precision)` runs in here: "int8" or "fp32"."""
+        from fer_core.models.quantize import resolve_precision
+
+        device = next(self.model.parameters()).device
+        resolved = resolve_precision(precision, device, bool(self.int8))
+        if resolved == "int8" and "int8" not in self._inference:
+            self.inference_model("auto")  # a record that does not fit falls back to fp32
+        return "int8" if resolved == "int8" and self._inference.get("int8") else "fp32"
+
+    def inference_model(self, precision: str = "auto") -> nn.Module:
+        """The network that predictions run: the int8 one where `precision` ("auto", "int8"
+        or "fp32") and this machine allow it (`fer_core.models.quantize`), else `model`.
+        Built once per checkpoint; a stored record that cannot be used gives the fp32 model
+        ("auto") or a CheckpointError ("int8")."""
+        from fer_core.models.quantize import int8_model, resolve_precision
+
+        device = next(self.model.parameters()).device
+        try:
+            resolved = resolve_precision(precision, device, bool(self.int8))
+        except ValueError as exc:
+            raise CheckpointError(f"{self.name}: {exc}") from None
+        if resolved == "fp32":
+            return self.model
+        with self._lock:
+            if "int8" not in self._inference:
+                try:
+                    self._inference["int8"] = int8_model(self.model, self.int8)
+                    self._inference.pop("error", None)
+                except (ValueError, RuntimeError) as exc:
+                    self._inference["int8"] = None
+                    self._inference["error"] = str(exc)
+            built = self._inference["int8"]
+        if built is None:
+            if precision == "int8":
+                raise CheckpointError(f"{self.name}: {self._inference['error']}")
+            return self.model
+        return built
 
 
 def save_checkpoint(
@@ -95,6 +142,7 @@ def save_checkpoint(
     metrics: dict | None = None,
     extra: dict | None = None,
     calibration: dict | None = None,
+    int8: dict | None = None,
     half: bool = False,
 ) -> Path:
     """Write a checkpoint atomically. half=True stores float weights as fp16 (half the size)."""
@@ -118,6 +166,7 @@ def save_checkpoint(
         "metrics": metrics or {},
         "extra": extra or {},
         "calibration": calibration or {},
+        "int8": int8 or {},
     }
     return atomic_torch_save(payload, path)
 
@@ -225,6 +274,7 @@ def load_checkpoint(path: str | os.PathLike | None = None, device: str = "cpu") 
         metrics=dict(raw.get("metrics", {})),
         extra=dict(raw.get("extra", {})),
         calibration=dict(raw.get("calibration", {})),
+        int8=dict(raw.get("int8", {})),
         path=path,
     )
 
@@ -237,8 +287,9 @@ def interpolate(start: Checkpoint, end: Checkpoint, alpha: float) -> Checkpoint:
     WiSE-FT: Wortsman et al., 2022): both share one initialisation, so the straight line between
     them stays in one basin, and its middle keeps what fine-tuning added while losing less of
     what the first model had. Everything else (recipe, history, counters) is `end`'s; the
-    calibration and the stored evaluation are dropped (they belonged to other weights), and
-    `extra["interpolated"]` records the two files (their paths) and alpha. The model is a new one.
+    calibration, the int8 record and the stored evaluation are dropped (they belonged to other
+    weights), and `extra["interpolated"]` records the two files (their paths) and alpha. The
+    model is a new one.
     """
     if not 0.0 <= alpha <= 1.0:
         raise CheckpointError(f"alpha is {alpha}: 0 (the start) to 1 (the end)")
@@ -267,6 +318,7 @@ def interpolate(start: Checkpoint, end: Checkpoint, alpha: float) -> Checkpoint:
         model=model,
         metrics={},
         calibration={},
+        int8={},
         extra={**end.extra, "interpolated": record},
         path=None,
     )

@@ -122,14 +122,15 @@ def utilisation(img_per_s: float, flops_per_image: float, peak_tflops: float) ->
 
 def ours(
     data, epochs: int, device: str, compile_mode: str | None, limit: int | None,
-    recipe: Recipe = RECIPE,
+    recipe: Recipe = RECIPE, cuda_graph: bool = False,
 ) -> dict:  # fmt: skip
     """Images per second of our trainer: the last of `epochs` training epochs, no validation.
-    compile_mode: a torch.compile mode, or None for eager."""
+    compile_mode: a torch.compile mode, or None for eager; cuda_graph: the step as a CUDA graph."""
     train = data.split("train")
     images, labels = train.images[:limit], train.labels[:limit]
     config = replace(recipe.config, epochs=epochs, eval_tta="none", device=device,
-                     compile=compile_mode is not None, compile_mode=compile_mode or "default")  # fmt: skip
+                     compile=compile_mode is not None, compile_mode=compile_mode or "default",
+                     cuda_graph=cuda_graph)  # fmt: skip
     seed_everything(0)
     model = build_model(recipe.arch, **recipe.arch_kwargs)
     empty = np.zeros((0, 48, 48), np.uint8)
@@ -145,6 +146,7 @@ def ours(
         "first_epoch_s": round(result.history[0].seconds, 2),
         "batch_size": config.batch_size,
         "compile": compile_mode,
+        "cuda_graph": cuda_graph,
     }
 
 
@@ -295,10 +297,15 @@ def _arguments() -> argparse.Namespace:
         help="also time ours under torch.compile in each of these modes",
     )  # fmt: skip
     parser.add_argument("--compile", action="store_true", help="same as --compile-mode default")
+    parser.add_argument(
+        "--cuda-graph", action="store_true", help="also time ours with the step as a CUDA graph"
+    )
     parser.add_argument("--time-to-accuracy", action="store_true", help="train the recipe fully")
     parser.add_argument("--recipe-epochs", type=int, help="time-to-accuracy: epochs (smoke)")
     parser.add_argument("--recipe-compile-mode", choices=COMPILE_MODES,
                         help="time-to-accuracy: train under torch.compile in this mode")  # fmt: skip
+    parser.add_argument("--recipe-cuda-graph", action="store_true",
+                        help="time-to-accuracy: train with the step as a CUDA graph")  # fmt: skip
     parser.add_argument("--out", help="also write the JSON result to this file")
     parser.add_argument("--json", action="store_true", help="only the final JSON line")
     args = parser.parse_args()
@@ -320,6 +327,20 @@ def _compiled_variants(args, data, out: dict, log) -> None:
             out[key] = {"error": f"{type(exc).__name__}: {exc}"[:500]}
         torch._dynamo.reset()  # each mode compiles afresh
         log(f"ours + compile ({mode})", out[key])
+    if args.cuda_graph:
+        try:
+            out["ours_cuda_graph"] = ours(data, args.epochs, args.device, None, args.limit,
+                                          args.recipe, cuda_graph=True)  # fmt: skip
+        except Exception as exc:  # reported, not fatal
+            out["ours_cuda_graph"] = {"error": f"{type(exc).__name__}: {exc}"[:500]}
+        log("ours + CUDA graph", out["ours_cuda_graph"])
+        try:  # the graph around a compiled (fused-kernel) forward
+            out["ours_cuda_graph_compiled"] = ours(data, args.epochs, args.device, "default",
+                                                   args.limit, args.recipe, cuda_graph=True)  # fmt: skip
+        except Exception as exc:  # reported, not fatal
+            out["ours_cuda_graph_compiled"] = {"error": f"{type(exc).__name__}: {exc}"[:500]}
+        torch._dynamo.reset()
+        log("ours + CUDA graph + compile (default)", out["ours_cuda_graph_compiled"])
 
 
 def _baselines(args, data, out: dict, log) -> None:
@@ -341,6 +362,10 @@ def _baselines(args, data, out: dict, log) -> None:
             if args.recipe_compile_mode:
                 recipe = with_overrides(recipe, compile=True,
                                         compile_mode=args.recipe_compile_mode)  # fmt: skip
+            if args.recipe_cuda_graph:
+                recipe = with_overrides(recipe, cuda_graph=True)
+            if args.recipe_compile_mode and args.recipe_cuda_graph:
+                recipe = with_overrides(recipe, compile_mode="default")
             if args.recipe_epochs:
                 recipe = with_overrides(recipe, epochs=args.recipe_epochs)
             out["time_to_accuracy"] = time_to_accuracy(data, Path(tmp), recipe, args.limit)
@@ -357,6 +382,7 @@ def _summarise(out: dict) -> None:
     best = max(timed, key=lambda v: v["img_per_s"])
     out["ours_img_per_s"] = best["img_per_s"]
     out["ours_best_compile"] = best["compile"]
+    out["ours_best_cuda_graph"] = best.get("cuda_graph", False)
     out["ours_utilisation"] = best["utilisation"]
     out["baseline_img_per_s"] = out["baseline"]["img_per_s"]
     out["ratio"] = round(best["img_per_s"] / out["baseline_img_per_s"], 1)

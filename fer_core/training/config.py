@@ -16,6 +16,7 @@ OPTIMIZERS = ("adamw", "adam", "sgd")
 SCHEDULERS = ("cosine", "onecycle", "plateau", "none")
 MONITORS = ("val_acc", "val_macro_f1", "val_loss")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
+GRAPHING_MODES = ("reduce-overhead", "max-autotune")  # modes that capture CUDA graphs themselves
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,11 @@ class TrainConfig:
     compile_mode: str = setting(
         "default", "torch.compile mode, with --compile", choices=COMPILE_MODES
     )
+    cuda_graph: bool = setting(
+        False,
+        "capture the whole training step in one CUDA graph and replay it every batch (CUDA, "
+        "one process; not with SAM, mixup, cutmix or resampling; with --compile, mode default)",
+    )
 
     def __post_init__(self) -> None:
         checks = [
@@ -91,6 +97,11 @@ class TrainConfig:
             (self.peers >= 0, "peers must be non-negative"),
             (self.peers == 0 or self.distill > 0, "peers are teachers: they need distill > 0"),
             (self.distill_temperature > 0, "distill_temperature must be positive"),
+            (
+                not (self.cuda_graph and self.compile and self.compile_mode in GRAPHING_MODES),
+                f"compile modes {' and '.join(GRAPHING_MODES)} capture CUDA graphs of their own: "
+                "use compile_mode default with cuda_graph",
+            ),
         ]
         for ok, message in checks:
             if not ok:

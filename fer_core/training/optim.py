@@ -14,7 +14,12 @@ from torch import nn
 from fer_core.training.config import TrainConfig
 
 
-def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+def build_optimizer(
+    model: nn.Module, cfg: TrainConfig, graphed: bool = False
+) -> torch.optim.Optimizer:
+    """The optimiser of `cfg`. `graphed` (a step captured in a CUDA graph): the learning rate is
+    a tensor on the device, which the schedule fills, and the step launches no host work (fused
+    SGD; Adam and AdamW with `capturable`)."""
     # No weight decay on norms and biases: they are scale parameters, not features.
     decay: list[nn.Parameter] = []
     no_decay: list[nn.Parameter] = []
@@ -24,12 +29,17 @@ def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer
         {"params": decay, "weight_decay": cfg.weight_decay},
         {"params": no_decay, "weight_decay": 0.0},
     ]
+    lr: float | torch.Tensor = cfg.lr
+    extra: dict = {}
+    if graphed:
+        lr = torch.tensor(cfg.lr, device=next(model.parameters()).device)
+        extra = {"fused": True} if cfg.optimizer == "sgd" else {"capturable": True}
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov)
+        return torch.optim.SGD(groups, lr=lr, momentum=cfg.momentum, nesterov=cfg.nesterov, **extra)
     if cfg.optimizer == "adam":
         # Classic Adam adds weight decay to the gradient (L2), unlike AdamW.
-        return torch.optim.Adam(groups, lr=cfg.lr)
-    return torch.optim.AdamW(groups, lr=cfg.lr)
+        return torch.optim.Adam(groups, lr=lr, **extra)
+    return torch.optim.AdamW(groups, lr=lr, **extra)
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int):
@@ -82,11 +92,25 @@ class WeightAverage:
         self.decay = decay
         self.module = copy.deepcopy(model).eval().requires_grad_(False)
 
-    @torch.no_grad()
+    def weight(self, step: int) -> float:
+        """The new weights' share in the average after `step` steps: 1 - decay, the decay
+        warmed up so that early averages are not dominated by the random init."""
+        return 1.0 - min(self.decay, (1 + step) / (10 + step))
+
     def update(self, model: nn.Module, step: int) -> None:
-        # Warm the decay up so early averages are not dominated by the random init.
-        decay = min(self.decay, (1 + step) / (10 + step))
+        self.blend(model, self.weight(step))
+
+    @torch.no_grad()
+    def blend(self, model: nn.Module, weight: float | torch.Tensor) -> None:
+        """Move the average `weight` of the way to `model`'s weights (a tensor weight: inside a
+        CUDA graph, where the value changes between replays)."""
         params = [p.detach() for p in model.parameters()]
-        torch._foreach_lerp_(list(self.module.parameters()), params, 1.0 - decay)
-        for average, buffer in zip(self.module.buffers(), model.buffers()):
-            average.copy_(buffer)
+        average: list[torch.Tensor] = list(self.module.parameters())
+        if isinstance(weight, torch.Tensor):  # read on the device: no host sync in a graph
+            moved = list(torch._foreach_sub(params, average))
+            torch._foreach_mul_(moved, weight)
+            torch._foreach_add_(average, moved)
+        else:
+            torch._foreach_lerp_(average, params, weight)
+        for kept, buffer in zip(self.module.buffers(), model.buffers()):
+            kept.copy_(buffer)

@@ -42,7 +42,7 @@ from fer_core.models.networks import (
     group_models,
     member_state_dict,
 )
-from fer_core.training import distributed
+from fer_core.training import distributed, graphed
 from fer_core.training.config import TrainConfig
 from fer_core.training.losses import Objective
 from fer_core.training.optim import (
@@ -138,7 +138,12 @@ class Trainer:
         )
 
         self.batches_per_epoch = max(1, len(self.x_train) // config.batch_size)
-        self.optimizer = build_optimizer(self.model, config)
+        self._graph: graphed.GraphedStep | None = None
+        if config.cuda_graph:
+            why = graphed.unsupported(config, self.device, self.world_size)
+            if why:
+                raise ValueError(f"cuda_graph: {why}")
+        self.optimizer = build_optimizer(self.model, config, graphed=config.cuda_graph)
         self.scheduler = build_scheduler(self.optimizer, config, self.batches_per_epoch)
         self.generator = torch.Generator(device=self.device).manual_seed(config.seed)
         # One process draws order and augmentation from one stream. With several, the order
@@ -149,6 +154,8 @@ class Trainer:
         if self.dist.distributed:
             self._augment_generator = torch.Generator(device=self.device)
             self._vote = distributed.StopVote(self.device)
+        if config.cuda_graph:
+            self._graph = graphed.GraphedStep(self)
 
         self.epoch = 0  # epochs completed
         self.history: list[EpochMetrics] = []
@@ -310,6 +317,9 @@ class Trainer:
         if self.ema is not None and state.get("ema") is not None:
             self.ema.load_state_dict(state["ema"])
         self.optimizer.load_state_dict(state["optimizer"])
+        if self.config.cuda_graph:  # the graph reads the learning rate from a device tensor
+            for group in self.optimizer.param_groups:
+                group["lr"] = torch.as_tensor(float(group["lr"]), device=self.device)
         if self.scheduler is not None and state.get("scheduler") is not None:
             self.scheduler.load_state_dict(state["scheduler"])
         self.generator.set_state(state["generator"])
@@ -353,7 +363,7 @@ class Trainer:
             val_loss=val_loss,
             val_acc=val_acc,
             val_macro_f1=val_f1,
-            lr=self.optimizer.param_groups[0]["lr"],
+            lr=float(self.optimizer.param_groups[0]["lr"]),  # a tensor with cuda_graph
             seconds=time.perf_counter() - epoch_start,
             is_best=is_best,
         )
@@ -395,6 +405,34 @@ class Trainer:
             x[:, :, y0:y1, x0:x1] = x[perm, :, y0:y1, x0:x1]
         return x, draw.lam * soft + (1 - draw.lam) * soft[perm]
 
+    def _train_step(
+        self, index: torch.Tensor, draw: MixDraw | None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One training step on the images at `index` -> (logits, loss to report, hard
+        labels): replayed from a CUDA graph with `cuda_graph`, else eagerly."""
+        if self._graph is not None:
+            logits, shown, y = self._graph(index)
+        else:
+            x, y, target = self._batch(index, draw)
+            logits, shown = self._step(x, target)
+            if self.average is not None:
+                self.average.update(_unwrapped(self.model), self.step)
+        if self.scheduler is not None and self.config.scheduler != "plateau":
+            self.scheduler.step()
+        self.step += 1
+        return logits, shown, y
+
+    def _step_body(
+        self, index: torch.Tensor, ema_weight: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """What a CUDA graph captures of a step: batch, optimisation step and EMA update, with
+        no host work (`graphed.py`)."""
+        x, y, target = self._batch(index)
+        logits, shown = self._step(x, target)
+        if self.average is not None:
+            self.average.blend(_unwrapped(self.model), ema_weight)
+        return logits.detach(), shown.detach(), y  # keep no autograd graph alive
+
     def _step(self, x: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One optimisation step -> (the model's logits, the loss to report)."""
         cfg = self.config
@@ -411,11 +449,6 @@ class Trainer:
         if cfg.grad_clip > 0:
             nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
         self.optimizer.step()
-        if self.scheduler is not None and cfg.scheduler != "plateau":
-            self.scheduler.step()
-        if self.average is not None:
-            self.average.update(_unwrapped(self.model), self.step)
-        self.step += 1
         return logits, shown
 
     def _train_one_epoch(self, run_start: float) -> tuple[float, float] | None:
@@ -438,8 +471,7 @@ class Trainer:
             if self._stopping():
                 return None
             start = b * size + first
-            x, y, target = self._batch(order[start : start + local], plan[b])
-            logits, shown = self._step(x, target)
+            logits, shown, y = self._train_step(order[start : start + local], plan[b])
             total_loss += shown.detach() * len(y)
             correct += (logits.argmax(-1) == y).sum()
             seen += len(y)
@@ -468,11 +500,12 @@ class Trainer:
         self, x: torch.Tensor, target: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(the model's logits, the loss to minimise, the model's own loss to report)."""
+        cache = not self.config.cuda_graph  # a graph must not keep autocast's cast weights
         if self._forward_branches is not None:
-            with autocast(self.device, self.config.amp):
+            with autocast(self.device, self.config.amp, cache):
                 logits = self._forward_branches(x).float()  # (B, branches, classes)
             return self.objective.branches(logits, target)
-        with autocast(self.device, self.config.amp):
+        with autocast(self.device, self.config.amp, cache):
             logits = self._forward(x)
             teacher, ema = None, self.ema
             if self.config.distill > 0 and ema is not None:  # the EMA weights teach (mean teacher)

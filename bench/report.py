@@ -580,9 +580,10 @@ def main() -> int:
         "JSON files in `bench/results/`, which the scripts in `bench/` write (each also prints "
         "one JSON line). GPU rows name their GPU. CPU rows come from 2-core, 24 GB development "
         "machines, measured while nothing else ran; each section names the processor (an AMD "
-        "EPYC with AVX2, or an Intel Xeon, which results that say only `x86_64` ran on; the "
-        "same code takes 1.2-1.9x as long on the AMD EPYC). Each comparison's baseline "
-        "was measured in the same run.",
+        "EPYC, with AVX2 only or with AVX-512 and VNNI (the inference, app and photo-set rows), "
+        "or an Intel Xeon, which results that say only `x86_64` ran on; the same code takes "
+        "1.2-1.9x as long on the AVX2 EPYC as on the Xeon). These shared machines' speed moves "
+        "between runs, so each comparison's baseline was measured in the same run.",
     ]
     sections = [
         ("train_gpu_h200.json", gpu_section),

@@ -317,30 +317,23 @@ def _arguments() -> argparse.Namespace:
 
 
 def _compiled_variants(args, data, out: dict, log) -> None:
-    """Ours under each asked-for compile mode; a mode that fails is recorded, not fatal."""
+    """Ours under each asked-for compile mode, and with --cuda-graph the step as a CUDA graph
+    (alone and around the compiled forward); a variant that fails is recorded, not fatal."""
     modes = list(dict.fromkeys([*(["default"] if args.compile else []), *args.compile_mode]))
-    for mode in modes:
-        key = f"ours_compile_{mode.replace('-', '_')}"
+    variants = [(f"ours_compile_{mode.replace('-', '_')}", f"ours + compile ({mode})", mode, False)
+                for mode in modes]  # fmt: skip
+    if args.cuda_graph:
+        variants += [("ours_cuda_graph", "ours + CUDA graph", None, True),
+                     ("ours_cuda_graph_compiled", "ours + CUDA graph + compile (default)",
+                      "default", True)]  # fmt: skip
+    for key, label, mode, cuda_graph in variants:
         try:
-            out[key] = ours(data, args.epochs, args.device, mode, args.limit, args.recipe)
+            out[key] = ours(data, args.epochs, args.device, mode, args.limit, args.recipe,
+                            cuda_graph=cuda_graph)  # fmt: skip
         except Exception as exc:  # a benchmark reports a failed variant, it does not stop
             out[key] = {"error": f"{type(exc).__name__}: {exc}"[:500]}
-        torch._dynamo.reset()  # each mode compiles afresh
-        log(f"ours + compile ({mode})", out[key])
-    if args.cuda_graph:
-        try:
-            out["ours_cuda_graph"] = ours(data, args.epochs, args.device, None, args.limit,
-                                          args.recipe, cuda_graph=True)  # fmt: skip
-        except Exception as exc:  # reported, not fatal
-            out["ours_cuda_graph"] = {"error": f"{type(exc).__name__}: {exc}"[:500]}
-        log("ours + CUDA graph", out["ours_cuda_graph"])
-        try:  # the graph around a compiled (fused-kernel) forward
-            out["ours_cuda_graph_compiled"] = ours(data, args.epochs, args.device, "default",
-                                                   args.limit, args.recipe, cuda_graph=True)  # fmt: skip
-        except Exception as exc:  # reported, not fatal
-            out["ours_cuda_graph_compiled"] = {"error": f"{type(exc).__name__}: {exc}"[:500]}
-        torch._dynamo.reset()
-        log("ours + CUDA graph + compile (default)", out["ours_cuda_graph_compiled"])
+        torch._dynamo.reset()  # each variant compiles afresh
+        log(label, out[key])
 
 
 def _baselines(args, data, out: dict, log) -> None:

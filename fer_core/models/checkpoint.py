@@ -89,13 +89,7 @@ class Checkpoint:
 
     def precision(self, precision: str = "auto") -> str:
         """The precision `inference_model(precision)` runs in here: "int8" or "fp32"."""
-        from fer_core.models.quantize import resolve_precision
-
-        device = next(self.model.parameters()).device
-        resolved = resolve_precision(precision, device, bool(self.int8))
-        if resolved == "int8" and "int8" not in self._inference:
-            self.inference_model("auto")  # a record that does not fit falls back to fp32
-        return "int8" if resolved == "int8" and self._inference.get("int8") else "fp32"
+        return "fp32" if self.inference_model(precision) is self.model else "int8"
 
     def inference_model(self, precision: str = "auto") -> nn.Module:
         """The network that predictions run: the int8 one where `precision` ("auto", "int8"

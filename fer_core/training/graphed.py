@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from fer_core.training.config import GRAPHING_MODES, TrainConfig
+from fer_core.training.config import TrainConfig
 
 if TYPE_CHECKING:
     from fer_core.training.trainer import Trainer
@@ -25,15 +25,12 @@ WARMUP = 3
 
 
 def unsupported(config: TrainConfig, device: torch.device, world_size: int) -> str | None:
-    """Why `config` cannot train with `cuda_graph` here, or None when it can."""
+    """Why `config` cannot train with `cuda_graph` here, or None when it can (compile modes that
+    make graphs of their own are refused by `TrainConfig` itself)."""
     aug = config.augment
     reasons = [
         (device.type != "cuda", f"CUDA graphs need a CUDA device (this run is on {device.type})"),
         (world_size > 1, "CUDA graphs train in one process (not under torchrun)"),
-        (
-            config.compile and config.compile_mode in GRAPHING_MODES,
-            "compile modes that capture graphs of their own cannot run inside one",
-        ),
         (config.sam_rho > 0, "SAM's second forward and backward are not captured"),
         (
             config.mixup_alpha > 0 or config.cutmix_alpha > 0,

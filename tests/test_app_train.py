@@ -24,7 +24,9 @@ def test_estimate_times_batches_and_warns_when_long(tmp_path, monkeypatch, csv_d
     assert any("on `cpu`: 2 epochs of 7 batches at" in s for s in shown), shown
     assert not list((tmp_path / "app" / "runs").glob("*")), "an estimate starts no run"
 
-    assert not at.warning, [w.value for w in at.warning]
+    # The live run shown below the form belongs to the server (one manager per process, so an
+    # earlier test's run may be on view with warnings of its own): only the estimate's are checked.
+    assert not any("That is long" in w.value for w in at.warning), [w.value for w in at.warning]
 
     # Beyond the page's limit (30 min; here 0 s, so that no machine is too fast for the test)
     # the estimate is a warning.

@@ -1,6 +1,7 @@
 """Trainer: smoke run on real images, learning, stop within a batch, resume, repeatability."""
 
 import copy
+import threading
 from dataclasses import replace
 
 import numpy as np
@@ -120,6 +121,82 @@ def test_run_folder_resume_reaches_same_epoch_count(csv_data, tmp_path):
     assert len(second.history) == 3 and len(stopper.epochs) == 2  # resumed at epoch 2
     assert read_run(tmp_path / "run").status == "finished"
     assert [r.name for r in list_runs(tmp_path)] == ["run"]
+
+
+def test_epoch_writer_writes_in_order_and_merges_epochs_that_wait():
+    """While epoch 1 is being written, epochs 2 (a best) and 3 (not) end: 3 replaces 2 in the
+    waiting slot but keeps 2's best checkpoint, so the files end as epoch 3's with best 2."""
+    from fer_core.training.runs import _EpochFiles, _EpochWriter
+
+    written, entered, release = [], threading.Event(), threading.Event()
+
+    def write(files):
+        entered.set()
+        release.wait(10)
+        written.append((files.epoch, files.best))
+
+    writer = _EpochWriter(write)
+    writer.submit(_EpochFiles({"epoch": 1}, {}, [], 1, 1))
+    assert entered.wait(10)  # the writer holds epoch 1
+    writer.submit(_EpochFiles({"epoch": 2}, {}, [], 2, 2))
+    writer.submit(_EpochFiles(None, {}, [], 3, 2))
+    release.set()
+    writer.flush()
+    assert written == [(1, {"epoch": 1}), (3, {"epoch": 2})]
+    writer.submit(_EpochFiles(None, {}, [], 4, 2))  # a new thread once the last one ended
+    writer.flush()
+    assert written[-1] == (4, None)
+
+
+def test_a_failed_epoch_write_is_raised_in_the_training_thread():
+    from fer_core.training.runs import _EpochFiles, _EpochWriter
+
+    def write(files):
+        raise OSError(28, "No space left on device")
+
+    writer = _EpochWriter(write)
+    writer.submit(_EpochFiles(None, {}, [], 1, 1))
+    with pytest.raises(OSError, match="No space left"):
+        writer.flush()
+    writer.flush()  # raised once
+
+
+def test_the_state_written_is_the_epoch_that_ended(csv_data, tmp_path, monkeypatch):
+    """The state is copied when its epoch ends: training on while it is written does not change
+    what lands on disk (each epoch's weights, as the trainer had them then)."""
+    from fer_core.models.checkpoint import safe_torch_load
+    from fer_core.training import runs
+
+    recipe = with_overrides(get_recipe("cpu_default"), epochs=2, device="cpu")
+    at_end, writes, epoch_2_trains = {}, [], threading.Event()
+
+    class Snapshot(Callback):
+        def on_batch_end(self, trainer, progress):
+            if progress.epoch == 2:
+                epoch_2_trains.set()
+
+        def on_epoch_end(self, trainer, metrics):
+            at_end[metrics.epoch] = copy.deepcopy(trainer.model.state_dict())
+
+    original = runs.RunRecorder._write
+
+    def checking_write(self, files):
+        writes.append(files.epoch)
+        if files.epoch == 1:  # written only once epoch 2 has changed the weights
+            assert epoch_2_trains.wait(60)
+        original(self, files)
+        if files.epoch == 1:
+            state = safe_torch_load(tmp_path / "run" / "state.pt")
+            for key, value in at_end[1].items():
+                assert torch.equal(state["model"][key], value), key
+
+    monkeypatch.setattr(runs.RunRecorder, "_write", checking_write)
+    train_run(csv_data, recipe, tmp_path / "run", DataSelection(limit=200), [Snapshot()])
+    state = safe_torch_load(tmp_path / "run" / "state.pt")
+    assert state["epoch"] == 2 and 2 in writes
+    for key, value in at_end[2].items():
+        assert torch.equal(state["model"][key], value), key
+    assert read_run(tmp_path / "run").epochs_done == 2
 
 
 def test_config_round_trip():

@@ -122,7 +122,14 @@ class Checkpoint:
 
 
 def save_checkpoint(
-    path: str | os.PathLike,
+    path: str | os.PathLike, model: nn.Module, arch: str, arch_kwargs: dict | None = None, **fields
+) -> Path:
+    """Write a checkpoint atomically; `fields` are those of `checkpoint_payload` (half=True
+    stores float weights as fp16, half the size)."""
+    return atomic_torch_save(checkpoint_payload(model, arch, arch_kwargs, **fields), path)
+
+
+def checkpoint_payload(
     model: nn.Module,
     arch: str,
     arch_kwargs: dict | None = None,
@@ -138,14 +145,15 @@ def save_checkpoint(
     calibration: dict | None = None,
     int8: dict | None = None,
     half: bool = False,
-) -> Path:
-    """Write a checkpoint atomically. half=True stores float weights as fp16 (half the size)."""
+) -> dict:
+    """What `save_checkpoint` writes, with the weights copied to the CPU: the model may go on
+    training while the payload is written."""
     model = getattr(model, "_orig_mod", model)
     state = {
         k: (v.detach().half() if half and v.is_floating_point() else v.detach()).cpu().clone()
         for k, v in model.state_dict().items()
     }
-    payload = {
+    return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "arch": arch,
@@ -162,7 +170,6 @@ def save_checkpoint(
         "calibration": calibration or {},
         "int8": int8 or {},
     }
-    return atomic_torch_save(payload, path)
 
 
 def atomic_torch_save(obj, path: str | os.PathLike) -> Path:

@@ -2,8 +2,9 @@
 
 A run folder holds `run.json` (what was asked for, status, timings), `history.json` (one row per
 finished epoch), `state.pt` (everything needed to resume) and `best.pt` (the best checkpoint so
-far, by the validation metric). Every file is replaced atomically after each epoch, so a crash or
-a kill never leaves a half-written file and never loses a finished epoch.
+far, by the validation metric). Every file is replaced atomically after each epoch, written while
+the next epoch trains, so a crash or a kill never leaves a half-written file; a kill loses at most
+the epochs still being written (the run resumes from the one before), a stop or an error none.
 
 Under `torchrun` every process calls `train_run` with the same folder; only rank 0 writes to it
 (and runs the callbacks), the others train beside it and return once the folder is complete.
@@ -11,13 +12,17 @@ Under `torchrun` every process calls `train_run` with the same folder; only rank
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import threading
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from fer_core.atomic import atomic_write
 from fer_core.data.fer2013 import FerData, class_weights, ferplus_targets, stratified_split
@@ -35,8 +40,8 @@ from fer_core.lite.run_records import (  # re-exported: reading runs needs no to
 from fer_core.models.checkpoint import (
     Checkpoint,
     atomic_torch_save,
+    checkpoint_payload,
     safe_torch_load,
-    save_checkpoint,
 )
 from fer_core.models.networks import build_model
 from fer_core.training import distributed
@@ -118,7 +123,11 @@ def soft_labels(data: FerData, train_idx: np.ndarray, selection: DataSelection):
 
 
 class RunRecorder(Callback):
-    """Writes history, resumable state and the best checkpoint after every finished epoch."""
+    """Writes history, resumable state and the best checkpoint after every finished epoch.
+
+    The epoch's files are copied to the CPU when it ends and written by a thread of their own
+    (`_EpochWriter`), so training goes on while a large state is written and fsynced; the run's
+    end, and `close`, wait until every file is on disk."""
 
     def __init__(
         self, run_dir: Path, arch: str, arch_kwargs: dict, meta: dict, init: dict | None = None
@@ -130,6 +139,7 @@ class RunRecorder(Callback):
         self.extra = {"run": run_dir.name, "command": meta.get("command", "")}
         if init is not None:  # a fine-tuned model keeps the record of what it started from
             self.extra["init"] = init
+        self._writer = _EpochWriter(self._write)
 
     def on_train_start(self, trainer: Trainer) -> None:
         # a run may resume on another number of processes: record the one it runs on now
@@ -138,9 +148,9 @@ class RunRecorder(Callback):
 
     def on_epoch_end(self, trainer: Trainer, metrics: EpochMetrics) -> None:
         history = [asdict(m) for m in trainer.history]
+        best = None
         if metrics.is_best:
-            save_checkpoint(
-                self.run_dir / BEST_FILE,
+            best = checkpoint_payload(
                 trainer.eval_model,
                 self.arch,
                 self.arch_kwargs,
@@ -157,20 +167,106 @@ class RunRecorder(Callback):
                 },
                 extra=self.extra,
             )
-        # State before history: history never claims an epoch the state cannot resume from.
-        atomic_torch_save(trainer.state_dict(), self.run_dir / STATE_FILE)
-        write_json_atomic(self.run_dir / HISTORY_FILE, history)
-        self._update_run(epochs_done=metrics.epoch, best_epoch=trainer.best_epoch)
+        state = cpu_copy(trainer.state_dict())  # training changes the live tensors in place
+        self._writer.submit(_EpochFiles(best, state, history, metrics.epoch, trainer.best_epoch))
 
     def on_train_end(self, trainer: Trainer, result: TrainResult) -> None:
+        self.close()
         status = "stopped" if result.stopped else "finished"
         self._update_run(status=status, finished=_now(), seconds=round(result.seconds, 2))
+
+    def close(self) -> None:
+        """Wait until every finished epoch is on disk; raises what a write raised."""
+        self._writer.flush()
+
+    def _write(self, files: _EpochFiles) -> None:
+        if files.best is not None:
+            atomic_torch_save(files.best, self.run_dir / BEST_FILE)
+        # State before history: history never claims an epoch the state cannot resume from.
+        atomic_torch_save(files.state, self.run_dir / STATE_FILE)
+        write_json_atomic(self.run_dir / HISTORY_FILE, files.history)
+        self._update_run(epochs_done=files.epoch, best_epoch=files.best_epoch)
 
     def _update_run(self, **changes) -> None:
         path = self.run_dir / RUN_FILE
         record = json.loads(path.read_text()) if path.exists() else {}
         record.update(changes)
         write_json_atomic(path, record)
+
+
+@dataclass
+class _EpochFiles:
+    """What one finished epoch writes: the best checkpoint's payload (None when the epoch was not
+    the best), the resumable state, the history, and the counts for run.json."""
+
+    best: dict | None
+    state: dict
+    history: list[dict]
+    epoch: int
+    best_epoch: int
+
+
+class _EpochWriter:
+    """Writes epochs in order on one thread, started when there is work and ended when idle.
+
+    An epoch that ends while the one before it is still being written waits in a single slot;
+    a newer one replaces it (its state and history include everything the older one's did),
+    keeping the older one's best checkpoint unless it brings its own. A failed write is raised in
+    the training thread at the next epoch or at `flush`.
+    """
+
+    def __init__(self, write: Callable[[_EpochFiles], None]) -> None:
+        self._write = write
+        self._cond = threading.Condition()
+        self._pending: _EpochFiles | None = None
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+
+    def submit(self, files: _EpochFiles) -> None:
+        with self._cond:
+            self._raise_error()
+            if self._pending is not None and files.best is None:
+                files.best = self._pending.best
+            self._pending = files
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="run-writer")
+                self._thread.start()
+
+    def flush(self) -> None:
+        with self._cond:
+            while self._thread is not None:
+                self._cond.wait()
+            self._raise_error()
+
+    def _raise_error(self) -> None:
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                files, self._pending = self._pending, None
+                if files is None or self._error is not None:
+                    self._thread = None
+                    self._cond.notify_all()
+                    return
+            try:
+                self._write(files)
+            except BaseException as error:  # raised again in the training thread
+                with self._cond:
+                    self._error = error
+
+
+def cpu_copy(obj):
+    """`obj` with every tensor in it (in dicts, lists and tuples) copied to the CPU."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().to("cpu", copy=True)
+    if isinstance(obj, dict):
+        return {key: cpu_copy(value) for key, value in obj.items()}
+    if isinstance(obj, list | tuple):
+        return type(obj)(cpu_copy(value) for value in obj)
+    return obj
 
 
 def _now() -> str:
@@ -242,7 +338,12 @@ def train_run(
         _resume(trainer, state_path)
     if trainer_hook is not None:
         trainer_hook(trainer)
-    result = trainer.fit()
+    try:
+        result = trainer.fit()
+    except BaseException:  # the epochs that finished are kept; the training error is reported
+        with contextlib.suppress(Exception):
+            recorder.close()
+        raise
     distributed.barrier()  # every process returns once rank 0 has written the last epoch
     return run_dir / BEST_FILE, result
 
@@ -342,7 +443,8 @@ _RESUME_KEYS = (
     "limit",
     "soft_labels",
 )
-_ANY_DEVICE = ("device", "compile", "compile_mode")  # a run may resume on another device
+# a run may resume on another device, and with other settings that change only its speed
+_ANY_DEVICE = ("device", "compile", "compile_mode", "cudnn_benchmark")
 
 
 def _changed_settings(run_path: Path, meta: dict) -> list[str]:

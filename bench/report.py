@@ -237,15 +237,44 @@ def _graph_section() -> str:
     recipe = dict(runs).get("train_gpu_h200_recipe_graph.json")
     if recipe and "time_to_accuracy" in recipe:
         tta = recipe["time_to_accuracy"]
-        text += (
-            "\n\n**The shipped recipe with `--cuda-graph --compile`**: "
-            + _tta_text(tta)
-            + " Target: the shipped recipe end to end ≤ 3 min at the shipped run's accuracy "
-            f"(73.28%) within 0.3 points: {tta['minutes_to_73']} min of training epochs to "
-            f"{tta['best_public_test']:.2%}, {tta['run_minutes']} min end to end "
-            f"({_verdict(tta['run_minutes'] <= 3)})."
-        )
-    return text
+        text += "\n\n**The shipped recipe with `--cuda-graph --compile`**: " + _tta_text(tta)
+    return text + _end_to_end_text()
+
+
+def _end_to_end_text() -> str:
+    """The shipped recipe's command timed from launch to exit (`bench/train_end_to_end.py`)."""
+    fast = _load("train_end_to_end_h200.json")
+    if not fast or "wall_min" not in fast:
+        return ""
+    rows = []
+    for r in (fast, _load("train_end_to_end_h200_heuristics.json")):
+        if r and "wall_min" in r:
+            rows.append([f"`{r['command']}`", f"{r['wall_min']} min",
+                         f"{r['epochs_s'] / r['epochs']:.2f} s", f"{r['outside_epochs_s']} s",
+                         f"{r['minutes_to_73']} min (epoch {r['epoch_to_73']})",
+                         f"{r['best_public_test']:.2%} (epoch {r['best_epoch']})"])  # fmt: skip
+    within = abs(fast["best_public_test"] - 0.7328) <= 0.003
+    header = [
+        "command",
+        "end to end",
+        "per epoch",
+        "outside the epochs",
+        "to 73%",
+        "best PublicTest",
+    ]
+    return (
+        "\n\n**The shipped recipe end to end** (`python -m bench.train_end_to_end -- "
+        "--cuda-graph --compile --cudnn-benchmark`: the training command timed from launch to "
+        "exit, where the archive had not been read nor the kernels compiled before;"
+        f" {fast['epochs']} epochs, each validated on PublicTest with flip TTA; "
+        f"{fast['machine']['gpu']}, one run each, each on a fresh machine):\n\n"
+        + _table(header, rows)
+        + "\n\nTarget: the shipped recipe end to end ≤ 3 min at the shipped run's accuracy "
+        f"(73.28%) within 0.3 points: {fast['wall_min']} min "
+        f"({_verdict(fast['wall_min'] <= 3)}), {fast['best_public_test']:.2%} "
+        f"({_verdict(within)}). The epochs alone take {fast['epochs_s'] / 60:.1f} min: the step "
+        "itself, not the overhead around it, is what stands between this and 3 minutes."
+    )
 
 
 def cpu_train_section(r: dict) -> str:

@@ -6,7 +6,8 @@ random erasing) and the same SGD-Nesterov optimiser and loss.
 
 - ours: `fer_core.training.trainer.Trainer`: the uint8 training set lives on the GPU, each batch is augmented
   by one batched affine `grid_sample`, bf16 autocast, channels_last, batch 128 (the recipe's);
-  optionally `torch.compile` too.
+  optionally `torch.compile` too; cuDNN times its convolution algorithms (`--cudnn-benchmark`),
+  as it does for the baselines.
 - baseline: what the seed projects do: torchvision `ImageFolder` over the extracted archive (or a
   CSV `Dataset` of PIL images when given the CSV), per-image PIL transforms, a `DataLoader`
   (`num_workers=0`, the seeds' default), fp32, batch 64. A tuned variant with worker processes
@@ -122,15 +123,16 @@ def utilisation(img_per_s: float, flops_per_image: float, peak_tflops: float) ->
 
 def ours(
     data, epochs: int, device: str, compile_mode: str | None, limit: int | None,
-    recipe: Recipe = RECIPE, cuda_graph: bool = False,
+    recipe: Recipe = RECIPE, cuda_graph: bool = False, cudnn_benchmark: bool = True,
 ) -> dict:  # fmt: skip
     """Images per second of our trainer: the last of `epochs` training epochs, no validation.
-    compile_mode: a torch.compile mode, or None for eager; cuda_graph: the step as a CUDA graph."""
+    compile_mode: a torch.compile mode, or None for eager; cuda_graph: the step as a CUDA graph;
+    cudnn_benchmark: cuDNN times its algorithms (the trainer's --cudnn-benchmark)."""
     train = data.split("train")
     images, labels = train.images[:limit], train.labels[:limit]
     config = replace(recipe.config, epochs=epochs, eval_tta="none", device=device,
                      compile=compile_mode is not None, compile_mode=compile_mode or "default",
-                     cuda_graph=cuda_graph)  # fmt: skip
+                     cuda_graph=cuda_graph, cudnn_benchmark=cudnn_benchmark)  # fmt: skip
     seed_everything(0)
     model = build_model(recipe.arch, **recipe.arch_kwargs)
     empty = np.zeros((0, 48, 48), np.uint8)
@@ -147,6 +149,7 @@ def ours(
         "batch_size": config.batch_size,
         "compile": compile_mode,
         "cuda_graph": cuda_graph,
+        "cudnn_benchmark": cudnn_benchmark,
     }
 
 
@@ -204,6 +207,7 @@ def baseline(
 ) -> dict:
     """Images per second of a seed-style fp32 loop over `batches` batches after `warmup`."""
     device = torch.device(device)
+    torch.backends.cudnn.benchmark = True  # as in every measurement of it (a Trainer sets its own)
     seed_everything(0)
     model = build_model(recipe.arch, **recipe.arch_kwargs).to(device)
     cfg = recipe.config
@@ -351,7 +355,7 @@ def _baselines(args, data, out: dict, log) -> None:
                                          device=device)  # fmt: skip
         log(f"baseline ({args.workers} workers, pinned)", out["baseline_tuned"])
         if args.time_to_accuracy:
-            recipe = with_overrides(args.recipe, device=args.device)
+            recipe = with_overrides(args.recipe, device=args.device, cudnn_benchmark=True)
             if args.recipe_compile_mode:
                 recipe = with_overrides(recipe, compile=True,
                                         compile_mode=args.recipe_compile_mode)  # fmt: skip

@@ -161,9 +161,24 @@ def test_a_failed_epoch_write_is_raised_in_the_training_thread():
     writer.flush()  # raised once
 
 
+def test_on_the_cpu_an_epoch_is_on_disk_before_anyone_hears_of_it(csv_data, tmp_path):
+    """What the app and the CLI show of a CPU run (their callbacks come after the recorder) is
+    already written: a server killed right after showing an epoch keeps it."""
+    recipe = with_overrides(get_recipe("cpu_default"), epochs=2, device="cpu")
+    seen_on_disk = []
+
+    class ReadsTheFolder(Callback):
+        def on_epoch_end(self, trainer, metrics):
+            seen_on_disk.append((metrics.epoch, read_run(tmp_path / "run").epochs_done))
+
+    train_run(csv_data, recipe, tmp_path / "run", DataSelection(limit=200), [ReadsTheFolder()])
+    assert seen_on_disk == [(1, 1), (2, 2)]
+
+
 def test_the_state_written_is_the_epoch_that_ended(csv_data, tmp_path, monkeypatch):
-    """The state is copied when its epoch ends: training on while it is written does not change
-    what lands on disk (each epoch's weights, as the trainer had them then)."""
+    """Written in the background (as on a GPU), the state is copied when its epoch ends: training
+    on while it is written does not change what lands on disk (each epoch's weights, as the
+    trainer had them then)."""
     from fer_core.models.checkpoint import safe_torch_load
     from fer_core.training import runs
 
@@ -191,6 +206,7 @@ def test_the_state_written_is_the_epoch_that_ended(csv_data, tmp_path, monkeypat
                 assert torch.equal(state["model"][key], value), key
 
     monkeypatch.setattr(runs.RunRecorder, "_write", checking_write)
+    monkeypatch.setattr(runs.RunRecorder, "BACKGROUND_DEVICES", ("cuda", "cpu"))
     train_run(csv_data, recipe, tmp_path / "run", DataSelection(limit=200), [Snapshot()])
     state = safe_torch_load(tmp_path / "run" / "state.pt")
     assert state["epoch"] == 2 and 2 in writes

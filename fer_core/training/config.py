@@ -75,6 +75,12 @@ class TrainConfig:
     compile_mode: str = setting(
         "default", "torch.compile mode, with --compile", choices=COMPILE_MODES
     )
+    cudnn_benchmark: bool = setting(
+        False,
+        "let cuDNN time its convolution algorithms for each new shape and keep the fastest (CUDA; "
+        "much faster for branched networks, but another process may pick other algorithms, so "
+        "runs then repeat within the seed spread, not bit for bit)",
+    )
     cuda_graph: bool = setting(
         False,
         "capture the whole training step in one CUDA graph and replay it every batch (CUDA, "

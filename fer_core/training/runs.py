@@ -2,9 +2,9 @@
 
 A run folder holds `run.json` (what was asked for, status, timings), `history.json` (one row per
 finished epoch), `state.pt` (everything needed to resume) and `best.pt` (the best checkpoint so
-far, by the validation metric). Every file is replaced atomically after each epoch, written while
-the next epoch trains, so a crash or a kill never leaves a half-written file; a kill loses at most
-the epochs still being written (the run resumes from the one before), a stop or an error none.
+far, by the validation metric). Every file is replaced atomically after each epoch (on a GPU while
+the next epoch trains: `RunRecorder`), so a crash or a kill never leaves a half-written file and
+loses no finished epoch but, on a GPU, the one still being written.
 
 Under `torchrun` every process calls `train_run` with the same folder; only rank 0 writes to it
 (and runs the callbacks), the others train beside it and return once the folder is complete.
@@ -125,9 +125,14 @@ def soft_labels(data: FerData, train_idx: np.ndarray, selection: DataSelection):
 class RunRecorder(Callback):
     """Writes history, resumable state and the best checkpoint after every finished epoch.
 
-    The epoch's files are copied to the CPU when it ends and written by a thread of their own
-    (`_EpochWriter`), so training goes on while a large state is written and fsynced; the run's
-    end, and `close`, wait until every file is on disk."""
+    On the CPU the files are written before the next epoch starts (and before the callbacks after
+    this one hear of the epoch: what the app or the CLI shows is on disk). On a GPU, where an
+    epoch can take a second and its state a few hundred MB, they are copied to the CPU when the
+    epoch ends and written by a thread of their own (`_EpochWriter`) while the next one trains; a
+    kill then loses at most the epoch still being written. The run's end, and `close`, wait until
+    every file is on disk."""
+
+    BACKGROUND_DEVICES = ("cuda",)  # device types whose epochs are written in the background
 
     def __init__(
         self, run_dir: Path, arch: str, arch_kwargs: dict, meta: dict, init: dict | None = None
@@ -140,8 +145,10 @@ class RunRecorder(Callback):
         if init is not None:  # a fine-tuned model keeps the record of what it started from
             self.extra["init"] = init
         self._writer = _EpochWriter(self._write)
+        self._background = False
 
     def on_train_start(self, trainer: Trainer) -> None:
+        self._background = trainer.device.type in self.BACKGROUND_DEVICES
         # a run may resume on another number of processes: record the one it runs on now
         parallel = {key: self.meta[key] for key in _PARALLEL_KEYS if key in self.meta}
         self._update_run(status="running", started=_now(), **parallel)
@@ -167,6 +174,10 @@ class RunRecorder(Callback):
                 },
                 extra=self.extra,
             )
+        if not self._background:
+            self._write(_EpochFiles(best, trainer.state_dict(), history, metrics.epoch,
+                                    trainer.best_epoch))  # fmt: skip
+            return
         state = cpu_copy(trainer.state_dict())  # training changes the live tensors in place
         self._writer.submit(_EpochFiles(best, state, history, metrics.epoch, trainer.best_epoch))
 

@@ -184,6 +184,8 @@ class Trainer:
             members = [self.student, *[p.to(self.device) for p in peers]]
             model = group_models(cast("list[FerNet]", members))
         self.model = model.to(self.device)
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = cfg.cudnn_benchmark
         if self.dist.distributed and self.device.type == "cuda":
             # batch statistics over the global batch, as one process computes them (CUDA only:
             # on CPU each process normalises by its own slice's statistics)

@@ -1,0 +1,101 @@
+"""The shipped recipe end to end through the command line, as a user runs it.
+
+Times `python -m fer_core train --recipe shipped ...` from launch to exit (interpreter start,
+reading the dataset, building and compiling the network, every epoch with its PublicTest
+validation and its files written, the final checkpoint), and reads the run's history for the best
+PublicTest accuracy and the minutes of training epochs to 70% and 73%.
+
+    python -m bench.train_end_to_end --data ../shared/data/fer2013_kaggle_archive.zip
+        --out bench/results/train_end_to_end_h200.json -- --cuda-graph --compile --cudnn-benchmark
+
+Flags after `--` go to `fer_core train` unchanged. A CPU smoke check (seconds, numbers
+meaningless): `--recipe cpu_default -- --device cpu --epochs 1 --limit 256`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BARS = (0.70, 0.73)
+
+
+def end_to_end(data: str, recipe: str, extra: list[str], workdir: Path) -> dict:
+    """Run the training command once; its wall time and what its run folder records."""
+    run_dir = workdir / "run"
+    command = ["-m", "fer_core", "train", "--data", data, "--recipe", recipe,
+               "--run-dir", str(run_dir), "--quiet", "--half", *extra]  # fmt: skip
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, *command], cwd=ROOT, capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    shown = "python " + shlex.join([*command[:4], Path(data).name, *command[5:]])
+    shown = shown.replace(str(run_dir), "RUN")
+    if done.returncode != 0:
+        return {"command": shown, "error": (done.stderr or done.stdout)[-2000:]}
+    history = json.loads((run_dir / "history.json").read_text())
+    best = max(history, key=lambda h: h["val_acc"])
+    out = {
+        "command": shown,
+        "wall_s": round(wall, 1),
+        "wall_min": round(wall / 60, 2),
+        "epochs": len(history),
+        "epochs_s": round(sum(h["seconds"] for h in history), 1),
+        "best_public_test": round(best["val_acc"], 4),
+        "best_epoch": best["epoch"],
+        "last_public_test": round(history[-1]["val_acc"], 4),
+    }
+    out["outside_epochs_s"] = round(out["wall_s"] - out["epochs_s"], 1)
+    elapsed, reached = 0.0, {}
+    for h in history:
+        elapsed += h["seconds"]
+        for bar in BARS:
+            if h["val_acc"] >= bar and bar not in reached:
+                reached[bar] = (round(elapsed / 60, 2), h["epoch"])
+    for bar in BARS:
+        minutes, epoch = reached.get(bar, (None, None))
+        out[f"minutes_to_{round(bar * 100)}"], out[f"epoch_to_{round(bar * 100)}"] = minutes, epoch
+    return out
+
+
+def machine() -> dict:
+    import torch
+
+    return {
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none (cpu)",
+        "cpu_count": os.cpu_count(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def main() -> int:
+    argv = sys.argv[1:]
+    extra = argv[argv.index("--") + 1 :] if "--" in argv else []
+    own = argv[: argv.index("--")] if "--" in argv else argv
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    default = ROOT.parent / "shared" / "data" / "fer2013_kaggle_archive.zip"
+    parser.add_argument("--data", default=str(default), help="archive .zip, folder or CSV")
+    parser.add_argument("--recipe", default="shipped")
+    parser.add_argument("--out", help="also write the JSON result to this file")
+    args = parser.parse_args(own)
+    with tempfile.TemporaryDirectory() as tmp:
+        out = end_to_end(args.data, args.recipe, extra, Path(tmp))
+    out["machine"] = machine()
+    line = json.dumps(out)
+    print(line)
+    if args.out:
+        Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
+    return 0 if "error" not in out else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -51,7 +51,7 @@ import torch.nn.functional as F
 
 from fer_core.data.fer2013 import load_dataset
 from fer_core.models.networks import GroupedLinear, build_model, count_parameters
-from fer_core.training.config import COMPILE_MODES
+from fer_core.training.config import COMPILE_MODES, GRAPHING_MODES
 from fer_core.training.recipes import Recipe, get_recipe, with_overrides
 from fer_core.training.runs import DataSelection, train_run
 from fer_core.training.trainer import Callback, Trainer, seed_everything
@@ -313,6 +313,11 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--out", help="also write the JSON result to this file")
     parser.add_argument("--json", action="store_true", help="only the final JSON line")
     args = parser.parse_args()
+    if args.recipe_cuda_graph and args.recipe_compile_mode in GRAPHING_MODES:
+        parser.error(
+            f"--recipe-compile-mode {args.recipe_compile_mode} captures CUDA graphs of its own: "
+            "with --recipe-cuda-graph use --recipe-compile-mode default"
+        )
     args.recipe = RECIPE
     if args.branches is not None:
         kwargs = {**RECIPE.arch_kwargs, "branches": args.branches}
@@ -361,8 +366,6 @@ def _baselines(args, data, out: dict, log) -> None:
                                         compile_mode=args.recipe_compile_mode)  # fmt: skip
             if args.recipe_cuda_graph:
                 recipe = with_overrides(recipe, cuda_graph=True)
-            if args.recipe_compile_mode and args.recipe_cuda_graph:
-                recipe = with_overrides(recipe, compile_mode="default")
             if args.recipe_epochs:
                 recipe = with_overrides(recipe, epochs=args.recipe_epochs)
             out["time_to_accuracy"] = time_to_accuracy(data, Path(tmp), recipe, args.limit)

@@ -49,7 +49,7 @@ def build_trainer(data, recipe_name: str, branches: int | None, device: str, mod
     kwargs = dict(recipe.arch_kwargs)
     if branches is not None:
         kwargs["branches"] = branches
-    config = replace(recipe.config, device=device, eval_tta="none",
+    config = replace(recipe.config, device=device, eval_tta="none", cudnn_benchmark=True,
                      compile=mode is not None, compile_mode=mode or "default")  # fmt: skip
     train = data.split("train")
     seed_everything(0)
@@ -177,7 +177,6 @@ def main() -> int:
     if args.device == "cuda" and not torch.cuda.is_available():
         print(json.dumps({"error": "no CUDA GPU: this benchmark needs one (--device cpu: smoke)"}))
         return 1
-    torch.backends.cudnn.benchmark = True
     data = load_dataset(Path(args.data))
     out: dict = {"recipe": args.recipe, "branches": args.branches, "steps": args.steps}
     for mode in [None, *args.compile_mode]:

@@ -51,7 +51,7 @@ import torch.nn.functional as F
 
 from fer_core.data.fer2013 import load_dataset
 from fer_core.models.networks import GroupedLinear, build_model, count_parameters
-from fer_core.training.config import COMPILE_MODES, GRAPHING_MODES
+from fer_core.training.config import COMPILE_MODES
 from fer_core.training.recipes import Recipe, get_recipe, with_overrides
 from fer_core.training.runs import DataSelection, train_run
 from fer_core.training.trainer import Callback, Trainer, seed_everything
@@ -123,16 +123,16 @@ def utilisation(img_per_s: float, flops_per_image: float, peak_tflops: float) ->
 
 def ours(
     data, epochs: int, device: str, compile_mode: str | None, limit: int | None,
-    recipe: Recipe = RECIPE, cuda_graph: bool = False, cudnn_benchmark: bool = True,
+    recipe: Recipe = RECIPE, cuda_graph: bool = False,
 ) -> dict:  # fmt: skip
     """Images per second of our trainer: the last of `epochs` training epochs, no validation.
-    compile_mode: a torch.compile mode, or None for eager; cuda_graph: the step as a CUDA graph;
-    cudnn_benchmark: cuDNN times its algorithms (the trainer's --cudnn-benchmark)."""
+    compile_mode: a torch.compile mode, or None for eager; cuda_graph: the step as a CUDA graph.
+    cuDNN times its algorithms (the trainer's --cudnn-benchmark), as for the baselines."""
     train = data.split("train")
     images, labels = train.images[:limit], train.labels[:limit]
     config = replace(recipe.config, epochs=epochs, eval_tta="none", device=device,
                      compile=compile_mode is not None, compile_mode=compile_mode or "default",
-                     cuda_graph=cuda_graph, cudnn_benchmark=cudnn_benchmark)  # fmt: skip
+                     cuda_graph=cuda_graph, cudnn_benchmark=True)  # fmt: skip
     seed_everything(0)
     model = build_model(recipe.arch, **recipe.arch_kwargs)
     empty = np.zeros((0, 48, 48), np.uint8)
@@ -149,7 +149,6 @@ def ours(
         "batch_size": config.batch_size,
         "compile": compile_mode,
         "cuda_graph": cuda_graph,
-        "cudnn_benchmark": cudnn_benchmark,
     }
 
 
@@ -313,16 +312,25 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--out", help="also write the JSON result to this file")
     parser.add_argument("--json", action="store_true", help="only the final JSON line")
     args = parser.parse_args()
-    if args.recipe_cuda_graph and args.recipe_compile_mode in GRAPHING_MODES:
-        parser.error(
-            f"--recipe-compile-mode {args.recipe_compile_mode} captures CUDA graphs of its own: "
-            "with --recipe-cuda-graph use --recipe-compile-mode default"
-        )
     args.recipe = RECIPE
     if args.branches is not None:
         kwargs = {**RECIPE.arch_kwargs, "branches": args.branches}
         args.recipe = replace(RECIPE, arch_kwargs=kwargs)
+    try:  # TrainConfig refuses settings that cannot train together: say so before any timing
+        args.timed_recipe = _timed_recipe(args)
+    except ValueError as exc:
+        parser.error(str(exc))
     return args
+
+
+def _timed_recipe(args) -> Recipe:
+    """The recipe --time-to-accuracy trains, with its --recipe-* settings."""
+    recipe = with_overrides(args.recipe, device=args.device, cudnn_benchmark=True)
+    if args.recipe_compile_mode:
+        recipe = with_overrides(recipe, compile=True, compile_mode=args.recipe_compile_mode)
+    if args.recipe_cuda_graph:
+        recipe = with_overrides(recipe, cuda_graph=True)
+    return with_overrides(recipe, epochs=args.recipe_epochs)
 
 
 def _compiled_variants(args, data, out: dict, log) -> None:
@@ -360,15 +368,8 @@ def _baselines(args, data, out: dict, log) -> None:
                                          device=device)  # fmt: skip
         log(f"baseline ({args.workers} workers, pinned)", out["baseline_tuned"])
         if args.time_to_accuracy:
-            recipe = with_overrides(args.recipe, device=args.device, cudnn_benchmark=True)
-            if args.recipe_compile_mode:
-                recipe = with_overrides(recipe, compile=True,
-                                        compile_mode=args.recipe_compile_mode)  # fmt: skip
-            if args.recipe_cuda_graph:
-                recipe = with_overrides(recipe, cuda_graph=True)
-            if args.recipe_epochs:
-                recipe = with_overrides(recipe, epochs=args.recipe_epochs)
-            out["time_to_accuracy"] = time_to_accuracy(data, Path(tmp), recipe, args.limit)
+            out["time_to_accuracy"] = time_to_accuracy(data, Path(tmp), args.timed_recipe,
+                                                       args.limit)  # fmt: skip
             log("time to accuracy", out["time_to_accuracy"])
 
 
@@ -397,7 +398,6 @@ def main() -> int:
     if device.type == "cuda" and not torch.cuda.is_available():
         print(json.dumps({"error": "no CUDA GPU: this benchmark needs one (--device cpu: smoke)"}))
         return 1
-    torch.backends.cudnn.benchmark = True
     data = load_dataset(Path(args.data))
     log = (lambda *a: None) if args.json else print
     model = build_model(args.recipe.arch, **args.recipe.arch_kwargs)

@@ -3,6 +3,7 @@
 Their results go to bench/results/; `python -m bench.report` renders them into BENCHMARKS.md.
 """
 
+import os
 import platform
 from pathlib import Path
 
@@ -17,3 +18,15 @@ def cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def gpu_machine(cuda: bool) -> dict:
+    """The GPU benchmarks' machine record: the GPU's name (when `cuda`), cores, torch, Python."""
+    import torch
+
+    return {
+        "gpu": torch.cuda.get_device_name(0) if cuda else "none (cpu)",
+        "cpu_count": os.cpu_count(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+    }

@@ -16,14 +16,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import shlex
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from bench import gpu_machine
 
 ROOT = Path(__file__).resolve().parents[1]
 BARS = (0.70, 0.73)
@@ -32,13 +32,16 @@ BARS = (0.70, 0.73)
 def end_to_end(data: str, recipe: str, extra: list[str], workdir: Path) -> dict:
     """Run the training command once; its wall time and what its run folder records."""
     run_dir = workdir / "run"
-    command = ["-m", "fer_core", "train", "--data", data, "--recipe", recipe,
-               "--run-dir", str(run_dir), "--quiet", "--half", *extra]  # fmt: skip
+
+    def command(data_arg: str, run_arg: str) -> list[str]:  # run, or shown with short names
+        return ["-m", "fer_core", "train", "--data", data_arg, "--recipe", recipe,
+                "--run-dir", run_arg, "--quiet", "--half", *extra]  # fmt: skip
+
     start = time.perf_counter()
-    done = subprocess.run([sys.executable, *command], cwd=ROOT, capture_output=True, text=True)
+    done = subprocess.run([sys.executable, *command(data, str(run_dir))], cwd=ROOT,
+                          capture_output=True, text=True)  # fmt: skip
     wall = time.perf_counter() - start
-    shown = "python " + shlex.join([*command[:4], Path(data).name, *command[5:]])
-    shown = shown.replace(str(run_dir), "RUN")
+    shown = "python " + shlex.join(command(Path(data).name, "RUN"))
     if done.returncode != 0:
         return {"command": shown, "error": (done.stderr or done.stdout)[-2000:]}
     history = json.loads((run_dir / "history.json").read_text())
@@ -66,17 +69,6 @@ def end_to_end(data: str, recipe: str, extra: list[str], workdir: Path) -> dict:
     return out
 
 
-def machine() -> dict:
-    import torch
-
-    return {
-        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none (cpu)",
-        "cpu_count": os.cpu_count(),
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-    }
-
-
 def main() -> int:
     argv = sys.argv[1:]
     extra = argv[argv.index("--") + 1 :] if "--" in argv else []
@@ -89,7 +81,9 @@ def main() -> int:
     args = parser.parse_args(own)
     with tempfile.TemporaryDirectory() as tmp:
         out = end_to_end(args.data, args.recipe, extra, Path(tmp))
-    out["machine"] = machine()
+    import torch  # only now: the timed command starts torch on its own
+
+    out["machine"] = gpu_machine(torch.cuda.is_available())
     line = json.dumps(out)
     print(line)
     if args.out:

@@ -36,8 +36,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 import tempfile
 import time
@@ -49,6 +47,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from bench import gpu_machine
 from fer_core.data.fer2013 import load_dataset
 from fer_core.models.networks import GroupedLinear, build_model, count_parameters
 from fer_core.training.config import COMPILE_MODES
@@ -411,12 +410,7 @@ def main() -> int:
     _compiled_variants(args, data, out, log)
     _baselines(args, data, out, log)
     _summarise(out)
-    out["machine"] = {
-        "gpu": torch.cuda.get_device_name(0) if device.type == "cuda" else "none (cpu)",
-        "cpu_count": os.cpu_count(),
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-    }
+    out["machine"] = gpu_machine(device.type == "cuda")
     if not args.json:
         print(
             f"\nours {out['ours_img_per_s']:,.0f} img/s ({out['ours_utilisation']:.1%} of "

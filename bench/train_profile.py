@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 import time
 from collections import Counter
@@ -33,6 +31,7 @@ import numpy as np
 import torch
 from torch.profiler import ProfilerActivity, profile, record_function
 
+from bench import gpu_machine
 from fer_core.data.fer2013 import load_dataset
 from fer_core.models.networks import build_model
 from fer_core.training.config import COMPILE_MODES
@@ -187,12 +186,7 @@ def main() -> int:
             print(key, json.dumps(out[key]), flush=True)
         del trainer
         torch._dynamo.reset()
-    out["machine"] = {
-        "gpu": torch.cuda.get_device_name(0) if args.device == "cuda" else "none (cpu)",
-        "cpu_count": os.cpu_count(),
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-    }
+    out["machine"] = gpu_machine(args.device == "cuda")
     if args.out:
         Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
     print(json.dumps(out))

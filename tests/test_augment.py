@@ -3,7 +3,15 @@
 import pytest
 import torch
 
-from fer_core.data.augment import AugmentConfig, augment_batch, mix_batch, tta_views
+from fer_core.data.augment import (
+    AugmentConfig,
+    apply_augmentation,
+    augment_batch,
+    draw_augmentation,
+    mix_batch,
+    tta_views,
+    with_photo_degradations,
+)
 
 
 def _gen(seed=0):
@@ -49,3 +57,31 @@ def test_tta_views(mode, views):
     x = torch.rand(3, 1, 48, 48)
     v = tta_views(x, mode)
     assert v.shape == (views, 3, 1, 48, 48) and torch.equal(v[0], x)
+
+
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        AugmentConfig(hflip=0.5, rotation=0, translate=0),
+        AugmentConfig.strong(),
+        with_photo_degradations(AugmentConfig.strong()),
+        AugmentConfig(hflip=0, rotation=0, translate=0, gamma=0.3, blur=1.0, jpeg=1.0),
+        AugmentConfig(noise=0.1, erasing=0.5, contrast=0.2),
+    ],
+)
+def test_every_drawn_number_is_used_and_drawing_is_separate(cfg):
+    """The augmentation takes exactly the numbers drawn for it (it asserts so), and given the
+    same draws it is a pure function: the same images out."""
+    x = torch.rand(8, 1, 48, 48)
+    draws = draw_augmentation(cfg, x.shape, _gen(5))
+    a, b = apply_augmentation(x, cfg, draws), apply_augmentation(x, cfg, draws)
+    assert torch.equal(a, b) and torch.equal(a, augment_batch(x, cfg, _gen(5)))
+    assert a.shape == x.shape and a.min() >= 0 and a.max() <= 1
+
+
+def test_no_augmentation_draws_nothing():
+    """An unaugmented run leaves its generator alone (on one process it also orders epochs)."""
+    g = _gen(1)
+    before = g.get_state()
+    augment_batch(torch.rand(4, 1, 48, 48), AugmentConfig.none(), g)
+    assert torch.equal(g.get_state(), before)

@@ -65,29 +65,105 @@ def with_photo_degradations(cfg: AugmentConfig) -> AugmentConfig:
     return replace(cfg, gamma=0.4, blur=0.25, resample=0.25, jpeg=0.3)
 
 
-def _uniform(n: int, low: float, high: float, g: torch.Generator, device) -> torch.Tensor:
-    return torch.rand(n, generator=g, device=device) * (high - low) + low
+@dataclass(frozen=True)
+class AugmentDraws:
+    """Every random number one batch's augmentation uses, drawn up front: `uniform` (K, B) in
+    [0, 1), a column of it per random quantity, plus the per-pixel noise the config asks for.
+    Given these, `apply_augmentation` is a pure function, which `torch.compile` can fuse into a
+    few kernels (no random generator inside)."""
+
+    uniform: torch.Tensor
+    noise: torch.Tensor | None = None  # (B, 1, H, W) standard normal, for `noise`
+    erase: torch.Tensor | None = None  # (B, 1, H, W) in [0, 1), random erasing's fill
+    resample_size: int = 0  # the side that `resample` shrinks this batch to
 
 
-def _affine_theta(cfg: AugmentConfig, n: int, g: torch.Generator, device) -> torch.Tensor:
-    """(n, 2, 3) matrices mapping output coordinates to input coordinates (grid_sample's view)."""
-    angle = _uniform(n, -cfg.rotation, cfg.rotation, g, device) * (math.pi / 180.0)
-    zoom = _uniform(n, cfg.scale[0], cfg.scale[1], g, device)
+def _columns(cfg: AugmentConfig) -> int:
+    """How many uniform numbers per image `apply_augmentation` takes under `cfg` (none when it
+    changes nothing: an unaugmented run draws nothing from its generator)."""
+    geometry = (cfg.hflip > 0) if _is_identity_geometry(cfg) else 9
+    photo = (cfg.gamma > 0) + 2 * (cfg.blur > 0) + (cfg.resample > 0) + 2 * (cfg.jpeg > 0)
+    return geometry + photo + (cfg.contrast > 0) + (cfg.brightness > 0) + 5 * (cfg.erasing > 0)
+
+
+def draw_augmentation(
+    cfg: AugmentConfig, shape: torch.Size | tuple[int, ...], g: torch.Generator
+) -> AugmentDraws:
+    """The random numbers `apply_augmentation` takes for a batch of `shape` (B, 1, H, W), from
+    `g` (on the batch's device: repeatable runs), in one kernel per kind of number."""
+    n, device = shape[0], g.device
+    columns = _columns(cfg)
+    uniform = torch.rand(columns, n, generator=g, device=device) if columns else torch.empty(0, n)
+    noise = torch.randn(shape, generator=g, device=device) if cfg.noise > 0 else None
+    erase = torch.rand(shape, generator=g, device=device) if cfg.erasing > 0 else None
+    size = 0
+    if cfg.resample > 0:  # one size per batch, read on the host (resampling to it needs an int)
+        size = int(torch.randint(*cfg.resample_size, (1,), generator=g, device=device).item())
+    return AugmentDraws(uniform, noise, erase, size)
+
+
+class _Columns:
+    """Hands out a batch's uniform numbers one column (B,) at a time, in a fixed order."""
+
+    def __init__(self, uniform: torch.Tensor) -> None:
+        self.uniform = uniform
+        self.used = 0
+
+    def take(self, low: float = 0.0, high: float = 1.0) -> torch.Tensor:
+        column = self.uniform[self.used] * (high - low) + low
+        self.used += 1
+        return column
+
+    def chosen(self, p: float, dims: int = 4) -> torch.Tensor:
+        """(B, 1, ...) bool: which images get a transform applied with probability p."""
+        return (self.take() < p).view(-1, *[1] * (dims - 1))
+
+
+def augment_batch(x: torch.Tensor, cfg: AugmentConfig, g: torch.Generator) -> torch.Tensor:
+    """Augment a batch (B, 1, H, W) of [0, 1] floats; `g` lives on x's device (repeatable runs)."""
+    return apply_augmentation(x, cfg, draw_augmentation(cfg, x.shape, g))
+
+
+def apply_augmentation(x: torch.Tensor, cfg: AugmentConfig, draws: AugmentDraws) -> torch.Tensor:
+    """`cfg`'s augmentation of a batch (B, 1, H, W) of [0, 1] floats, with its random numbers."""
+    u = _Columns(draws.uniform)
+    if _is_identity_geometry(cfg):
+        if cfg.hflip > 0:
+            x = torch.where(u.chosen(cfg.hflip), x.flip(-1), x)
+    else:
+        theta = _affine_theta(cfg, u).to(x.dtype)
+        grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+        x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    x = photo_degrade(x, cfg, u, draws.resample_size)
+    if cfg.contrast > 0:
+        c = u.take(1 - cfg.contrast, 1 + cfg.contrast).view(-1, 1, 1, 1)
+        mean = x.mean(dim=(1, 2, 3), keepdim=True)
+        x = (x - mean) * c + mean
+    if cfg.brightness > 0:
+        x = x + u.take(-cfg.brightness, cfg.brightness).view(-1, 1, 1, 1)
+    if draws.noise is not None:
+        x = x + draws.noise.to(x.dtype) * cfg.noise
+    x = x.clamp(0.0, 1.0)
+    if draws.erase is not None:
+        x = random_erasing(x, cfg.erasing, cfg.erasing_area, u, draws.erase)
+    assert u.used == len(draws.uniform), "_columns() must count every number taken"
+    return x
+
+
+def _affine_theta(cfg: AugmentConfig, u: _Columns) -> torch.Tensor:
+    """(B, 2, 3) matrices mapping output coordinates to input coordinates (grid_sample's view)."""
+    angle = u.take(-cfg.rotation, cfg.rotation) * (math.pi / 180.0)
+    zoom = u.take(cfg.scale[0], cfg.scale[1])
     # Random resized crop: a window of `area` of the image with aspect `ratio`, i.e. a zoom of
     # 1/sqrt(area) with anisotropy sqrt(ratio).
-    area = _uniform(n, cfg.crop_scale[0], cfg.crop_scale[1], g, device)
-    log_ratio = _uniform(n, math.log(cfg.crop_ratio[0]), math.log(cfg.crop_ratio[1]), g, device)
-    ratio = torch.exp(log_ratio)
+    area = u.take(cfg.crop_scale[0], cfg.crop_scale[1])
+    ratio = torch.exp(u.take(math.log(cfg.crop_ratio[0]), math.log(cfg.crop_ratio[1])))
     sx = torch.sqrt(area * ratio) / zoom  # fraction of the input seen along x
     sy = torch.sqrt(area / ratio) / zoom
-    flip = torch.where(torch.rand(n, generator=g, device=device) < cfg.hflip, -1.0, 1.0)
+    flip = torch.where(u.take() < cfg.hflip, -1.0, 1.0)
     # Translation: the crop window may move within what is left, plus the translate jitter.
-    tx = _uniform(n, -cfg.translate, cfg.translate, g, device) * 2 + (1 - sx).clamp(min=0) * (
-        torch.rand(n, generator=g, device=device) * 2 - 1
-    )
-    ty = _uniform(n, -cfg.translate, cfg.translate, g, device) * 2 + (1 - sy).clamp(min=0) * (
-        torch.rand(n, generator=g, device=device) * 2 - 1
-    )
+    tx = u.take(-cfg.translate, cfg.translate) * 2 + (1 - sx).clamp(min=0) * u.take(-1, 1)
+    ty = u.take(-cfg.translate, cfg.translate) * 2 + (1 - sy).clamp(min=0) * u.take(-1, 1)
     cos, sin = torch.cos(angle), torch.sin(angle)
     theta = torch.stack(
         [
@@ -109,60 +185,34 @@ def _is_identity_geometry(cfg: AugmentConfig) -> bool:
     )
 
 
-def augment_batch(x: torch.Tensor, cfg: AugmentConfig, g: torch.Generator) -> torch.Tensor:
-    """Augment a batch (B, 1, H, W) of [0, 1] floats; `g` lives on x's device (repeatable runs)."""
-    n, device = x.shape[0], x.device
-    if _is_identity_geometry(cfg):
-        if cfg.hflip > 0:
-            flip = torch.rand(n, generator=g, device=device) < cfg.hflip
-            x = torch.where(flip[:, None, None, None], x.flip(-1), x)
-    else:
-        theta = _affine_theta(cfg, n, g, device).to(x.dtype)
-        grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-        x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
-    x = photo_degrade(x, cfg, g)
-    if cfg.contrast > 0:
-        c = _uniform(n, 1 - cfg.contrast, 1 + cfg.contrast, g, device).view(n, 1, 1, 1)
-        mean = x.mean(dim=(1, 2, 3), keepdim=True)
-        x = (x - mean) * c + mean
-    if cfg.brightness > 0:
-        x = x + _uniform(n, -cfg.brightness, cfg.brightness, g, device).view(n, 1, 1, 1)
-    if cfg.noise > 0:
-        x = x + torch.randn(x.shape, generator=g, device=device, dtype=x.dtype) * cfg.noise
-    x = x.clamp(0.0, 1.0)
-    if cfg.erasing > 0:
-        x = random_erasing(x, cfg.erasing, cfg.erasing_area, g)
-    return x
-
-
-def photo_degrade(x: torch.Tensor, cfg: AugmentConfig, g: torch.Generator) -> torch.Tensor:
+def photo_degrade(
+    x: torch.Tensor, cfg: AugmentConfig, u: _Columns, resample_size: int
+) -> torch.Tensor:
     """The camera-photo degradations of `cfg` that are switched on, each on a random subset."""
-    n, device = x.shape[0], x.device
-
-    def chosen(p: float) -> torch.Tensor:  # (B, 1, 1, 1) bool
-        return (torch.rand(n, generator=g, device=device) < p).view(n, 1, 1, 1)
-
     if cfg.gamma > 0:
-        gamma = torch.exp(_uniform(n, -cfg.gamma, cfg.gamma, g, device)).view(n, 1, 1, 1)
+        gamma = torch.exp(u.take(-cfg.gamma, cfg.gamma)).view(-1, 1, 1, 1)
         x = x.clamp(0.0, 1.0).pow(gamma.to(x.dtype))
     if cfg.blur > 0:
-        sigma = _uniform(n, cfg.blur_sigma[0], cfg.blur_sigma[1], g, device)
-        x = torch.where(chosen(cfg.blur), gaussian_blur(x, sigma), x)
+        sigma = u.take(cfg.blur_sigma[0], cfg.blur_sigma[1])
+        x = torch.where(u.chosen(cfg.blur), gaussian_blur(x, sigma, cfg.blur_sigma[1]), x)
     if cfg.resample > 0:
-        low = int(torch.randint(*cfg.resample_size, (1,), generator=g, device=device).item())
         h, w = x.shape[-2:]
-        small = F.interpolate(x, size=(low, low), mode="area")
-        x = torch.where(chosen(cfg.resample), F.interpolate(small, size=(h, w), mode="bilinear"), x)
+        small = F.interpolate(x, size=(resample_size, resample_size), mode="area")
+        x = torch.where(
+            u.chosen(cfg.resample), F.interpolate(small, size=(h, w), mode="bilinear"), x
+        )
     if cfg.jpeg > 0:
-        quality = _uniform(n, cfg.jpeg_quality[0], cfg.jpeg_quality[1], g, device)
-        x = torch.where(chosen(cfg.jpeg), jpeg_quantise(x, quality), x)
+        quality = u.take(cfg.jpeg_quality[0], cfg.jpeg_quality[1])
+        x = torch.where(u.chosen(cfg.jpeg), jpeg_quantise(x, quality), x)
     return x
 
 
-def gaussian_blur(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-    """Blur each image of (B, 1, H, W) with its own Gaussian sigma (B,), as one grouped conv."""
+def gaussian_blur(x: torch.Tensor, sigma: torch.Tensor, max_sigma: float) -> torch.Tensor:
+    """Blur each image of (B, 1, H, W) with its own Gaussian sigma (B,), as one grouped conv.
+    The kernel reaches 3 x `max_sigma` (the largest sigma drawn can be: no read of the drawn
+    ones on the host)."""
     n = x.shape[0]
-    radius = max(1, math.ceil(3 * float(sigma.max())))
+    radius = max(1, math.ceil(3 * max_sigma))
     t = torch.arange(-radius, radius + 1, device=x.device, dtype=x.dtype)
     kernel = torch.exp(-0.5 * (t[None, :] / sigma[:, None].to(x.dtype)) ** 2)  # (B, k)
     kernel = kernel / kernel.sum(1, keepdim=True)
@@ -203,29 +253,27 @@ def jpeg_quantise(x: torch.Tensor, quality: torch.Tensor) -> torch.Tensor:
 
 
 def random_erasing(
-    x: torch.Tensor, p: float, area: tuple[float, float], g: torch.Generator
+    x: torch.Tensor, p: float, area: tuple[float, float], u: _Columns, fill: torch.Tensor
 ) -> torch.Tensor:
-    """Replace one random rectangle per chosen image with uniform noise (Zhong et al. 2017)."""
+    """Replace one random rectangle per chosen image with `fill`, uniform noise (Zhong et al.
+    2017)."""
     n, _, h, w = x.shape
-    device = x.device
-    frac = _uniform(n, area[0], area[1], g, device)
-    aspect = torch.exp(_uniform(n, math.log(0.3), math.log(3.3), g, device))
+    frac = u.take(area[0], area[1])
+    aspect = torch.exp(u.take(math.log(0.3), math.log(3.3)))
     eh = (torch.sqrt(frac * aspect) * h).clamp(1, h)
     ew = (torch.sqrt(frac / aspect) * w).clamp(1, w)
-    top = torch.rand(n, generator=g, device=device) * (h - eh)
-    left = torch.rand(n, generator=g, device=device) * (w - ew)
-    rows = torch.arange(h, device=device).view(1, h, 1)
-    cols = torch.arange(w, device=device).view(1, 1, w)
+    top = u.take() * (h - eh)
+    left = u.take() * (w - ew)
+    rows = torch.arange(h, device=x.device).view(1, h, 1)
+    cols = torch.arange(w, device=x.device).view(1, 1, w)
     inside = (
         (rows >= top.view(n, 1, 1))
         & (rows < (top + eh).view(n, 1, 1))
         & (cols >= left.view(n, 1, 1))
         & (cols < (left + ew).view(n, 1, 1))
     )
-    chosen = (torch.rand(n, generator=g, device=device) < p).view(n, 1, 1)
-    mask = (inside & chosen).unsqueeze(1)  # (B, 1, H, W)
-    noise = torch.rand(x.shape, generator=g, device=device, dtype=x.dtype)
-    return torch.where(mask, noise, x)
+    mask = (inside & u.chosen(p, dims=3)).unsqueeze(1)  # (B, 1, H, W)
+    return torch.where(mask, fill.to(x.dtype), x)
 
 
 def mix_batch(

@@ -32,7 +32,12 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from fer_core.data.augment import augment_batch
+from fer_core.data.augment import (
+    AugmentConfig,
+    AugmentDraws,
+    apply_augmentation,
+    draw_augmentation,
+)
 from fer_core.evaluate import macro_f1
 from fer_core.inference import autocast, predict_logits
 from fer_core.models.networks import (
@@ -197,7 +202,14 @@ class Trainer:
             self.model = self.model.to(memory_format=torch.channels_last)
             if self.student is not None:
                 self.student = self.student.to(memory_format=torch.channels_last)
-        self.average = WeightAverage(self.model, cfg.ema_decay) if cfg.ema_decay > 0 else None
+        self.average = None
+        if cfg.ema_decay > 0:  # compiled with the model: its move runs in every graphed step
+            self.average = WeightAverage(self.model, cfg.ema_decay, compiled=cfg.compile)
+        # Compiled, a batch's augmentation is a few fused kernels instead of about a hundred
+        # small ones (with `resample` it is not: each batch's size would compile anew).
+        self._model_input = model_input
+        if cfg.compile and cfg.augment.resample == 0:
+            self._model_input = cast(Callable[..., torch.Tensor], torch.compile(model_input))
         self._forward: Callable[[torch.Tensor], torch.Tensor] = self.model
         self._forward_branches = None  # (B, branches, classes) for grouped networks
         trained = self._trained_forward()
@@ -373,12 +385,12 @@ class Trainer:
         return metrics
 
     def _batch_input(self, index: torch.Tensor) -> torch.Tensor:
-        x = self.x_train[index].float().div_(255.0).unsqueeze(1)  # (B, 1, H, W) in [0, 1]
-        x = augment_batch(x, self.config.augment, self._augment_generator)
-        x = (x - self.config.mean) / self.config.std
-        if self._channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        return x
+        """The network's input for the training images at `index`: augmented, normalised."""
+        raw = self.x_train[index]  # (B, H, W) uint8
+        cfg = self.config
+        draws = draw_augmentation(cfg.augment, (len(raw), 1, *raw.shape[1:]),
+                                  self._augment_generator)  # fmt: skip
+        return self._model_input(raw, draws, cfg.augment, cfg.mean, cfg.std, self._channels_last)
 
     def _batch(
         self, index: torch.Tensor, draw: MixDraw | None = None
@@ -567,6 +579,21 @@ class Trainer:
         pred = logp.argmax(-1)
         acc = (pred == y).float().mean().item()
         return loss, acc, macro_f1(y.numpy(), pred.numpy(), self.num_classes)
+
+
+def model_input(
+    raw: torch.Tensor,
+    draws: AugmentDraws,
+    augment: AugmentConfig,
+    mean: float,
+    std: float,
+    channels_last: bool,
+) -> torch.Tensor:
+    """uint8 faces (B, H, W) as a network's input (B, 1, H, W): augmented with `draws`,
+    normalised, in channels_last when asked. Pure: it compiles."""
+    x = raw.float().div_(255.0).unsqueeze(1)  # [0, 1]
+    x = (apply_augmentation(x, augment, draws) - mean) / std
+    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
 
 
 def seed_everything(seed: int) -> None:

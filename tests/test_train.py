@@ -175,14 +175,24 @@ def test_on_the_cpu_an_epoch_is_on_disk_before_anyone_hears_of_it(csv_data, tmp_
     assert seen_on_disk == [(1, 1), (2, 2)]
 
 
-def test_the_state_written_is_the_epoch_that_ended(csv_data, tmp_path, monkeypatch):
+@pytest.mark.parametrize(
+    "device",
+    [
+        "cpu",
+        pytest.param(
+            "cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU")
+        ),
+    ],
+)
+def test_the_state_written_is_the_epoch_that_ended(csv_data, tmp_path, monkeypatch, device):
     """Written in the background (as on a GPU), the state is copied when its epoch ends: training
     on while it is written does not change what lands on disk (each epoch's weights, as the
-    trainer had them then)."""
+    trainer had them then). On a GPU the copy is made there and moved to the CPU by the writer,
+    on a stream of its own."""
     from fer_core.models.checkpoint import safe_torch_load
     from fer_core.training import runs
 
-    recipe = with_overrides(get_recipe("cpu_default"), epochs=2, device="cpu")
+    recipe = with_overrides(get_recipe("cpu_default"), epochs=2, device=device)
     at_end, writes, epoch_2_trains = {}, [], threading.Event()
 
     class Snapshot(Callback):
@@ -191,7 +201,7 @@ def test_the_state_written_is_the_epoch_that_ended(csv_data, tmp_path, monkeypat
                 epoch_2_trains.set()
 
         def on_epoch_end(self, trainer, metrics):
-            at_end[metrics.epoch] = copy.deepcopy(trainer.model.state_dict())
+            at_end[metrics.epoch] = runs.copy_tensors(trainer.model.state_dict(), "cpu")
 
     original = runs.RunRecorder._write
 

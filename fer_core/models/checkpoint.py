@@ -145,14 +145,16 @@ def checkpoint_payload(
     calibration: dict | None = None,
     int8: dict | None = None,
     half: bool = False,
+    on_device: bool = False,
 ) -> dict:
-    """What `save_checkpoint` writes, with the weights copied to the CPU: the model may go on
-    training while the payload is written."""
+    """What `save_checkpoint` writes, with the weights copied (to the CPU, or with `on_device`
+    where they are, for a writer that moves them later): the model may go on training while the
+    payload is written."""
     model = getattr(model, "_orig_mod", model)
-    state = {
-        k: (v.detach().half() if half and v.is_floating_point() else v.detach()).cpu().clone()
-        for k, v in model.state_dict().items()
-    }
+    state = {}
+    for key, value in model.state_dict().items():
+        value = value.detach().half() if half and value.is_floating_point() else value.detach()
+        state[key] = value.clone() if on_device else value.cpu().clone()
     return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import torch
@@ -127,10 +128,10 @@ class RunRecorder(Callback):
 
     On the CPU the files are written before the next epoch starts (and before the callbacks after
     this one hear of the epoch: what the app or the CLI shows is on disk). On a GPU, where an
-    epoch can take a second and its state a few hundred MB, they are copied to the CPU when the
-    epoch ends and written by a thread of their own (`_EpochWriter`) while the next one trains; a
-    kill then loses at most the epoch still being written. The run's end, and `close`, wait until
-    every file is on disk."""
+    epoch can take a second and its state a few hundred MB, the state is copied on the GPU when
+    the epoch ends, then moved to the CPU and written by a thread of their own (`_EpochWriter`,
+    on a CUDA stream of its own) while the next one trains; a kill then loses at most the epoch
+    still being written. The run's end, and `close`, wait until every file is on disk."""
 
     BACKGROUND_DEVICES = ("cuda",)  # device types whose epochs are written in the background
 
@@ -146,9 +147,13 @@ class RunRecorder(Callback):
             self.extra["init"] = init
         self._writer = _EpochWriter(self._write)
         self._background = False
+        self._stream: torch.cuda.Stream | None = None
 
     def on_train_start(self, trainer: Trainer) -> None:
         self._background = trainer.device.type in self.BACKGROUND_DEVICES
+        # the writer's own CUDA stream: its copies to the CPU overlap the next epoch's kernels
+        cuda = self._background and trainer.device.type == "cuda"
+        self._stream = torch.cuda.Stream(trainer.device) if cuda else None
         # a run may resume on another number of processes: record the one it runs on now
         parallel = {key: self.meta[key] for key in _PARALLEL_KEYS if key in self.meta}
         self._update_run(status="running", started=_now(), **parallel)
@@ -161,6 +166,7 @@ class RunRecorder(Callback):
                 trainer.eval_model,
                 self.arch,
                 self.arch_kwargs,
+                on_device=self._background,
                 mean=trainer.config.mean,
                 std=trainer.config.std,
                 train_config=self.meta.get("train_config", {}),
@@ -178,8 +184,15 @@ class RunRecorder(Callback):
             self._write(_EpochFiles(best, trainer.state_dict(), history, metrics.epoch,
                                     trainer.best_epoch))  # fmt: skip
             return
-        state = cpu_copy(trainer.state_dict())  # training changes the live tensors in place
-        self._writer.submit(_EpochFiles(best, state, history, metrics.epoch, trainer.best_epoch))
+        # Training changes the live tensors in place: they are copied where they are (on the
+        # GPU, a fraction of a millisecond queued behind the epoch) and moved to the CPU by the
+        # writer, while the next epoch trains.
+        state = copy_tensors(trainer.state_dict())
+        files = _EpochFiles(best, state, history, metrics.epoch, trainer.best_epoch)
+        if self._stream is not None:
+            files.copied = torch.cuda.Event()
+            files.copied.record(torch.cuda.current_stream(trainer.device))
+        self._writer.submit(files)
 
     def on_train_end(self, trainer: Trainer, result: TrainResult) -> None:
         self.close()
@@ -191,12 +204,24 @@ class RunRecorder(Callback):
         self._writer.flush()
 
     def _write(self, files: _EpochFiles) -> None:
+        if files.copied is not None:
+            self._to_cpu(files)
         if files.best is not None:
             atomic_torch_save(files.best, self.run_dir / BEST_FILE)
         # State before history: history never claims an epoch the state cannot resume from.
         atomic_torch_save(files.state, self.run_dir / STATE_FILE)
         write_json_atomic(self.run_dir / HISTORY_FILE, files.history)
         self._update_run(epochs_done=files.epoch, best_epoch=files.best_epoch)
+
+    def _to_cpu(self, files: _EpochFiles) -> None:
+        """Move an epoch's GPU copies to the CPU on the writer's stream, once the training
+        stream has made them (`files.copied`)."""
+        stream = cast(torch.cuda.Stream, self._stream)
+        with torch.cuda.stream(stream):
+            stream.wait_event(cast(torch.cuda.Event, files.copied))
+            files.best, files.state = copy_tensors((files.best, files.state), "cpu")
+            stream.synchronize()  # done with the GPU copies before they are freed
+        files.copied = None
 
     def _update_run(self, **changes) -> None:
         path = self.run_dir / RUN_FILE
@@ -215,6 +240,7 @@ class _EpochFiles:
     history: list[dict]
     epoch: int
     best_epoch: int
+    copied: torch.cuda.Event | None = None  # when the tensors are GPU copies: made after this
 
 
 class _EpochWriter:
@@ -269,14 +295,15 @@ class _EpochWriter:
                     self._error = error
 
 
-def cpu_copy(obj):
-    """`obj` with every tensor in it (in dicts, lists and tuples) copied to the CPU."""
+def copy_tensors(obj, device: str | None = None):
+    """`obj` with every tensor in it (in dicts, lists and tuples) copied, where it is or to
+    `device`."""
     if isinstance(obj, torch.Tensor):
-        return obj.detach().to("cpu", copy=True)
+        return obj.detach().to(device or obj.device, copy=True)
     if isinstance(obj, dict):
-        return {key: cpu_copy(value) for key, value in obj.items()}
+        return {key: copy_tensors(value, device) for key, value in obj.items()}
     if isinstance(obj, list | tuple):
-        return type(obj)(cpu_copy(value) for value in obj)
+        return type(obj)(copy_tensors(value, device) for value in obj)
     return obj
 
 

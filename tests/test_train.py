@@ -184,7 +184,7 @@ def test_on_the_cpu_an_epoch_is_on_disk_before_anyone_hears_of_it(csv_data, tmp_
         ),
     ],
 )
-def test_the_state_written_is_the_epoch_that_ended(csv_data, tmp_path, monkeypatch, device):
+def test_the_state_written_is_the_epoch_that_ended(request, tmp_path, monkeypatch, device):
     """Written in the background (as on a GPU), the state is copied when its epoch ends: training
     on while it is written does not change what lands on disk (each epoch's weights, as the
     trainer had them then). On a GPU the copy is made there and moved to the CPU by the writer,
@@ -193,6 +193,7 @@ def test_the_state_written_is_the_epoch_that_ended(csv_data, tmp_path, monkeypat
     from fer_core.training import runs
 
     recipe = with_overrides(get_recipe("cpu_default"), epochs=2, device=device)
+    data = request.getfixturevalue("zip_data" if device == "cuda" else "csv_data")
     at_end, writes, epoch_2_trains = {}, [], threading.Event()
 
     class Snapshot(Callback):
@@ -217,7 +218,7 @@ def test_the_state_written_is_the_epoch_that_ended(csv_data, tmp_path, monkeypat
 
     monkeypatch.setattr(runs.RunRecorder, "_write", checking_write)
     monkeypatch.setattr(runs.RunRecorder, "BACKGROUND_DEVICES", ("cuda", "cpu"))
-    train_run(csv_data, recipe, tmp_path / "run", DataSelection(limit=200), [Snapshot()])
+    train_run(data, recipe, tmp_path / "run", DataSelection(limit=200), [Snapshot()])
     state = safe_torch_load(tmp_path / "run" / "state.pt")
     assert state["epoch"] == 2 and 2 in writes
     for key, value in at_end[2].items():

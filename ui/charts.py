@@ -219,7 +219,8 @@ def probabilities(probs: dict[str, float], height: int = 220) -> go.Figure:
     fig.update_layout(
         height=height,
         margin=dict(t=10, b=10, l=10, r=10),
-        xaxis=dict(range=[0, 1.18], tickformat=".0%", tickvals=[0, 0.25, 0.5, 0.75, 1.0]),
+        # three level ticks: in a narrow column plotly turned five of them sideways
+        xaxis=dict(range=[0, 1.18], tickformat=".0%", tickvals=[0, 0.5, 1.0], tickangle=0),
         yaxis_autorange="reversed",
     )
     return fig

@@ -93,7 +93,11 @@ def draw_augmentation(
     `g` (on the batch's device: repeatable runs), in one kernel per kind of number."""
     n, device = shape[0], g.device
     columns = _columns(cfg)
-    uniform = torch.rand(columns, n, generator=g, device=device) if columns else torch.empty(0, n)
+    uniform = (
+        torch.rand(columns, n, generator=g, device=device)
+        if columns
+        else torch.empty(0, n, device=device)
+    )
     noise = torch.randn(shape, generator=g, device=device) if cfg.noise > 0 else None
     erase = torch.rand(shape, generator=g, device=device) if cfg.erasing > 0 else None
     size = 0

@@ -41,6 +41,31 @@ def test_known_confusion_matrix():
     assert back["accuracy"] == pytest.approx(0.7) and len(back["misclassified"]) == 3
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_per_class_scores_are_scikit_learns(seed):
+    """The per-class counting matches scikit-learn's precision_recall_fscore_support: with
+    predictions of class k (no face found), classes that never occur and classes only
+    predicted."""
+    from sklearn.metrics import precision_recall_fscore_support
+
+    from fer_core.evaluate import _per_class, macro_f1
+
+    rng = np.random.default_rng(seed)
+    k, n = 7, int(rng.integers(1, 300))
+    present = rng.choice(k, size=int(rng.integers(1, k + 1)), replace=False)
+    y_true = rng.choice(present, size=n)
+    y_pred = np.where(rng.random(n) < 0.6, y_true, rng.integers(0, k + 1, size=n))
+    precision, recall, f1, macro = _per_class(y_true, y_pred, k)
+    expected = precision_recall_fscore_support(
+        y_true, y_pred, labels=list(range(k)), average=None, zero_division=0
+    )
+    for ours, theirs in zip((precision, recall, f1), expected[:3], strict=True):
+        np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-12)
+    occurs = np.isin(range(k), y_true) | np.isin(range(k), y_pred)
+    assert macro == pytest.approx(float(expected[2][occurs].mean()), abs=1e-12)
+    assert macro_f1(y_true, y_pred, k) == macro
+
+
 def test_empty_input():
     r = compute_metrics(np.zeros(0, dtype=int), np.zeros((0, 7)))
     assert r.n == 0 and r.accuracy == 0.0 and r.misclassified == []

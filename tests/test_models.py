@@ -9,6 +9,7 @@ from fer_core.models.networks import (
     count_parameters,
     group_models,
     member_state_dict,
+    output_classes,
 )
 
 
@@ -30,6 +31,18 @@ def test_architecture(arch):
     assert no_grad == []
     feats = model.forward_features(x)
     assert feats.ndim == 4 and model.forward_head(feats).shape == (4, 7)
+    assert output_classes(model) == 7  # read from the head, as the trainer does
+
+
+@pytest.mark.parametrize("arch", ["fer_vgg", "small", "seed_cnn3_colab"])
+@pytest.mark.parametrize("num_classes", [3, 7])
+def test_output_classes_reads_what_the_network_predicts(arch, num_classes):
+    """`output_classes` gives the width of the network's output (for a branched network, of the
+    averaged prediction), and None for a network that is not a FerNet."""
+    kwargs = {"branches": 3} if arch == "fer_vgg" else {}
+    model = build_model(arch, num_classes=num_classes, **kwargs).eval()
+    assert output_classes(model) == model(torch.zeros(2, 1, 48, 48)).shape[-1] == num_classes
+    assert output_classes(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 2))) is None
 
 
 def test_unknown_architecture():

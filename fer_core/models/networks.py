@@ -420,6 +420,18 @@ def build_model(arch: str, **kwargs) -> FerNet:
     return spec.build(**{**spec.defaults, **kwargs})
 
 
+def output_classes(model: nn.Module) -> int | None:
+    """How many classes a FerNet predicts, read from its head's last linear layer (a grouped
+    head's outputs per branch, which the branches average); None for any other network."""
+    if not isinstance(model, FerNet) or not isinstance(model.head, nn.Sequential):
+        return None
+    linear = [m for m in model.head.modules() if isinstance(m, (nn.Linear, GroupedLinear))]
+    if not linear:
+        return None
+    last = linear[-1]
+    return last.out_features if isinstance(last, nn.Linear) else int(last.weight.shape[1])
+
+
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 

@@ -46,6 +46,7 @@ from fer_core.models.networks import (
     fresh_copy,
     group_models,
     member_state_dict,
+    output_classes,
 )
 from fer_core.training import distributed, graphed
 from fer_core.training.config import TrainConfig
@@ -346,6 +347,12 @@ class Trainer:
     # ------------------------------------------------------------------ internals
 
     def _infer_num_classes(self) -> int:
+        """The network's number of classes: read from its last linear layer. Only a network
+        without one is probed with a forward pass of a blank face, which on a GPU at start-up
+        takes seconds (cuDNN timing its algorithms for a batch of one that no step uses)."""
+        known = output_classes(_unwrapped(self.model))
+        if known is not None:
+            return known
         with torch.no_grad():
             was = self.model.training
             self.model.eval()

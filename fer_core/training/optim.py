@@ -115,8 +115,7 @@ class WeightAverage:
             self._move(average, params, weight)
         else:
             torch._foreach_lerp_(average, params, weight)
-        for kept, buffer in zip(self.module.buffers(), model.buffers()):
-            kept.copy_(buffer)
+        torch._foreach_copy_(list(self.module.buffers()), list(model.buffers()))  # one launch
 
 
 def _move_towards(

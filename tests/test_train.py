@@ -97,6 +97,19 @@ def test_optimizers_and_schedulers_run(csv_data, optimizer, scheduler):
     assert len(result.history) == 2 and result.history[0].lr > 0
 
 
+def test_weight_average_of_a_network_without_buffers(csv_data):
+    """The EMA copies a network's buffers (batch-norm statistics) each step; a network with
+    none (the seed CNN without batch norm) averages its weights all the same."""
+    x, y, vx, vy = _subset(csv_data, 64)
+    model = build_model("seed_cnn3_colab")
+    assert list(model.buffers()) == []
+    trainer = Trainer(model, replace(FAST, epochs=1, ema_decay=0.9), x, y, vx, vy)
+    trainer.fit()
+    assert trainer.ema is not None
+    moved = [not torch.equal(a, p) for a, p in zip(trainer.ema.parameters(), model.parameters())]
+    assert any(moved)  # an average of the steps' weights, not the last weights
+
+
 def test_early_stopping(csv_data):
     x, y, vx, vy = _subset(csv_data, 64)
     cfg = replace(FAST, epochs=30, lr=1e-9, early_stopping=2, monitor="val_loss")

@@ -115,7 +115,9 @@ class WeightAverage:
             self._move(average, params, weight)
         else:
             torch._foreach_lerp_(average, params, weight)
-        torch._foreach_copy_(list(self.module.buffers()), list(model.buffers()))  # one launch
+        kept, buffers = list(self.module.buffers()), list(model.buffers())
+        if buffers:  # one launch for all (a network without batch norm has none)
+            torch._foreach_copy_(kept, buffers)
 
 
 def _move_towards(

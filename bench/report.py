@@ -6,6 +6,7 @@ python -m bench.report            # rewrites BENCHMARKS.md
 from __future__ import annotations
 
 import json
+import statistics
 import sys
 from pathlib import Path
 
@@ -253,18 +254,25 @@ def _graph_section() -> str:
 
 
 def _end_to_end_text() -> str:
-    """The shipped recipe's command timed from launch to exit (`bench/train_end_to_end.py`)."""
-    fast = _load("train_end_to_end_h200.json")
-    if not fast or "wall_min" not in fast:
+    """The shipped recipe's command timed from launch to exit (`bench/train_end_to_end.py`), one
+    row for each cold run of it."""
+    record = _load("train_end_to_end_h200.json")
+    runs = (record or {}).get("runs", [record] if record and "wall_min" in record else [])
+    if not runs:
         return ""
-    r = fast
-    rows = [[f"`{r['command']}`", f"{r['wall_min']} min", f"{r['first_epoch_s']} s",
-             f"{r['median_epoch_s']:.2f} s", f"{r['outside_epochs_s']} s",
-             f"{r['minutes_to_73']} min (epoch {r['epoch_to_73']})",
-             f"{r['best_public_test']:.2%} (epoch {r['best_epoch']})"]]  # fmt: skip
-    within = abs(fast["best_public_test"] - 0.7328) <= 0.003
+
+    def reached(r: dict) -> str:
+        return (
+            f"{r['minutes_to_73']} min (epoch {r['epoch_to_73']})"
+            if r["minutes_to_73"]
+            else "not reached"
+        )
+
+    rows = [[r.get("start", "a fresh machine"), f"{r['wall_min']} min", f"{r['first_epoch_s']} s",
+             f"{r['median_epoch_s']:.2f} s", f"{r['outside_epochs_s']} s", reached(r),
+             f"{r['best_public_test']:.2%} (epoch {r['best_epoch']})"] for r in runs]  # fmt: skip
     header = [
-        "command",
+        "run started on",
         "end to end",
         "first epoch (compiling)",
         "other epochs (median)",
@@ -272,19 +280,28 @@ def _end_to_end_text() -> str:
         "to 73%",
         "best PublicTest",
     ]
-    later = fast["epochs_s"] - fast["first_epoch_s"]
+    minutes = [r["wall_min"] for r in runs]
+    best = [r["best_public_test"] for r in runs]
+    within = all(abs(b - 0.7328) <= 0.003 for b in best)
+    later = statistics.median(r["epochs_s"] - r["first_epoch_s"] for r in runs)
+
+    def span(values: list[float], fmt: str) -> str:
+        low, high = format(min(values), fmt), format(max(values), fmt)
+        return low if low == high else f"{low} to {high}"
+
     return (
         "\n\n**The shipped recipe end to end** (`python -m bench.train_end_to_end -- "
-        "--cuda-graph --compile --cudnn-benchmark`: the training command timed from launch to "
-        "exit, where the archive had not been read nor the kernels compiled before;"
-        f" {fast['epochs']} epochs, each validated on PublicTest with flip TTA; "
-        f"{fast['machine']['gpu']}, a fresh machine):\n\n"
+        "--cuda-graph --compile --cudnn-benchmark`, that is "
+        f"`{runs[0]['command']}`, timed from launch to exit with no kernel compiled before;"
+        f" {runs[0]['epochs']} epochs, each validated on PublicTest with flip TTA; "
+        f"{runs[0]['machine']['gpu']}, torch {runs[0]['machine']['torch']}):\n\n"
         + _table(header, rows)
         + "\n\nTarget: the shipped recipe end to end ≤ 3 min at the shipped run's accuracy "
-        f"(73.28%) within 0.3 points: {fast['wall_min']} min "
-        f"({_verdict(fast['wall_min'] <= 3)}), {fast['best_public_test']:.2%} "
-        f"({_verdict(within)}). After the first, the epochs (training and validating) take "
-        f"{later / 60:.1f} min: the step itself, not the overhead around it, is what stands "
+        f"(73.28%) within 0.3 points: {span(minutes, '.2f')} min "
+        f"({_verdict(max(minutes) <= 3)}), {span(best, '.2%')} "
+        f"({_verdict(within)}; runs of one command on a GPU are not bit-identical: cuDNN "
+        "picks its algorithms by timing them, anew in each run). After the first, the epochs (training and validating) "
+        f"take {later / 60:.1f} min: the step itself, not the overhead around it, is what stands "
         "between this and 3 minutes."
     )
 

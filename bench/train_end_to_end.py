@@ -8,6 +8,8 @@ PublicTest accuracy and the minutes of training epochs to 70% and 73%.
     python -m bench.train_end_to_end --data ../shared/data/fer2013_kaggle_archive.zip
         --out bench/results/train_end_to_end_h200.json -- --cuda-graph --compile --cudnn-benchmark
 
+The file holds a list of runs; `--append` adds one to it (`--start` says how the machine started:
+fresh, or warm with its compile caches removed) and `bench.report` shows a row for each.
 Flags after `--` go to `fer_core train` unchanged. A CPU smoke check (seconds, numbers
 meaningless): `--recipe cpu_default -- --device cpu --epochs 1 --limit 256`.
 """
@@ -81,16 +83,21 @@ def main() -> int:
     parser.add_argument("--data", default=str(default), help="archive .zip, folder or CSV")
     parser.add_argument("--recipe", default="shipped")
     parser.add_argument("--out", help="also write the JSON result to this file")
+    parser.add_argument("--append", action="store_true",
+                        help="add this run to the runs already in --out (one row each)")  # fmt: skip
+    parser.add_argument("--start", default="a fresh machine",
+                        help="how the machine started, for the report's table")  # fmt: skip
     args = parser.parse_args(own)
     with tempfile.TemporaryDirectory() as tmp:
         out = end_to_end(args.data, args.recipe, extra, Path(tmp))
     import torch  # only now: the timed command starts torch on its own
 
-    out["machine"] = gpu_machine(torch.cuda.is_available())
-    line = json.dumps(out)
-    print(line)
+    out["start"], out["machine"] = args.start, gpu_machine(torch.cuda.is_available())
+    print(json.dumps(out))
     if args.out:
-        Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
+        path = Path(args.out)
+        runs = json.loads(path.read_text())["runs"] if args.append and path.exists() else []
+        path.write_text(json.dumps({"runs": [*runs, out]}, indent=1) + "\n")
     return 0 if "error" not in out else 1
 
 

@@ -268,7 +268,7 @@ def _end_to_end_text() -> str:
             else "not reached"
         )
 
-    rows = [[r.get("start", "a fresh machine"), f"{r['wall_min']} min", f"{r['first_epoch_s']} s",
+    rows = [[r.get("start", "not stated"), f"{r['wall_min']} min", f"{r['first_epoch_s']} s",
              f"{r['median_epoch_s']:.2f} s", f"{r['outside_epochs_s']} s", reached(r),
              f"{r['best_public_test']:.2%} (epoch {r['best_epoch']})"] for r in runs]  # fmt: skip
     header = [

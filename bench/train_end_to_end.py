@@ -6,7 +6,8 @@ validation and its files written, the final checkpoint), and reads the run's his
 PublicTest accuracy and the minutes of training epochs to 70% and 73%.
 
     python -m bench.train_end_to_end --data ../shared/data/fer2013_kaggle_archive.zip
-        --out bench/results/train_end_to_end_h200.json -- --cuda-graph --compile --cudnn-benchmark
+        --out bench/results/train_end_to_end_h200.json --append --start "a fresh machine"
+        -- --cuda-graph --compile --cudnn-benchmark
 
 The file holds a list of runs; `--append` adds one to it (`--start` says how the machine started:
 fresh, or warm with its compile caches removed) and `bench.report` shows a row for each.
@@ -85,8 +86,8 @@ def main() -> int:
     parser.add_argument("--out", help="also write the JSON result to this file")
     parser.add_argument("--append", action="store_true",
                         help="add this run to the runs already in --out (one row each)")  # fmt: skip
-    parser.add_argument("--start", default="a fresh machine",
-                        help="how the machine started, for the report's table")  # fmt: skip
+    parser.add_argument("--start", default="not stated",
+                        help="how the machine started (a fresh machine, say), for the report")  # fmt: skip
     args = parser.parse_args(own)
     with tempfile.TemporaryDirectory() as tmp:
         out = end_to_end(args.data, args.recipe, extra, Path(tmp))

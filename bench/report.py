@@ -256,8 +256,7 @@ def _graph_section() -> str:
 def _end_to_end_text() -> str:
     """The shipped recipe's command timed from launch to exit (`bench/train_end_to_end.py`), one
     row for each cold run of it."""
-    record = _load("train_end_to_end_h200.json")
-    runs = (record or {}).get("runs", [record] if record and "wall_min" in record else [])
+    runs = (_load("train_end_to_end_h200.json") or {}).get("runs", [])
     if not runs:
         return ""
 
@@ -300,8 +299,8 @@ def _end_to_end_text() -> str:
         f"(73.28%) within 0.3 points: {span(minutes, '.2f')} min "
         f"({_verdict(max(minutes) <= 3)}), {span(best, '.2%')} "
         f"({_verdict(within)}; runs of one command on a GPU are not bit-identical: cuDNN "
-        "picks its algorithms by timing them, anew in each run). After the first, the epochs (training and validating) "
-        f"take {later / 60:.1f} min: the step itself, not the overhead around it, is what stands "
+        "picks its algorithms by timing them, anew in each run). After the first, the epochs "
+        f"(training and validating) take {later / 60:.1f} min: the step itself, not the overhead around it, is what stands "
         "between this and 3 minutes."
     )
 

@@ -84,10 +84,9 @@ def main() -> int:
     parser.add_argument("--data", default=str(default), help="archive .zip, folder or CSV")
     parser.add_argument("--recipe", default="shipped")
     parser.add_argument("--out", help="also write the JSON result to this file")
-    parser.add_argument("--append", action="store_true",
-                        help="add this run to the runs already in --out (one row each)")  # fmt: skip
+    parser.add_argument("--append", action="store_true", help="add this run to those in --out")
     parser.add_argument("--start", default="not stated",
-                        help="how the machine started (a fresh machine, say), for the report")  # fmt: skip
+                        help="how the machine started (fresh, say), for the report")  # fmt: skip
     args = parser.parse_args(own)
     with tempfile.TemporaryDirectory() as tmp:
         out = end_to_end(args.data, args.recipe, extra, Path(tmp))

@@ -16,7 +16,6 @@ import math
 from dataclasses import dataclass, replace
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
 from fer_core.predict import FacePrediction
 
@@ -119,6 +118,8 @@ class FaceTracker:
         overlap = iou_matrix(expected, detections)  # (tracks, detections)
         ratio = expected[:, None, 2] / detections[None, :, 2]
         overlap[np.maximum(ratio, 1 / ratio) > self.config.max_size_ratio] = 0.0
+        from scipy.optimize import linear_sum_assignment  # here: the CLI's other commands skip it
+
         rows, cols = linear_sum_assignment(-overlap)
         return [
             (self._tracks[r], int(c))

@@ -250,7 +250,7 @@ def _graph_section() -> str:
     if recipe and "time_to_accuracy" in recipe:
         tta = recipe["time_to_accuracy"]
         text += "\n\n**The shipped recipe with `--cuda-graph --compile`**: " + _tta_text(tta)
-    return text + _end_to_end_text()
+    return text + _end_to_end_text() + _cold_start_text()
 
 
 def _end_to_end_text() -> str:
@@ -302,6 +302,28 @@ def _end_to_end_text() -> str:
         "picks its algorithms by timing them, anew in each run). After the first, the epochs "
         f"(training and validating) take {later / 60:.1f} min: the step itself, not the overhead around it, is what stands "
         "between this and 3 minutes."
+    )
+
+
+def _cold_start_text() -> str:
+    """The training command's first epochs from a dropped page cache and from a warm one, and
+    the files the cold run read (`bench/cold_start.py`)."""
+    r = _load("cold_start_h200.json")
+    if r is None:
+        return ""
+    cold, warm, read = r["cold"], r["warm"], r["read"]
+    largest = ", ".join(f"`{Path(f['file']).name}` {f['mb']:.0f} MB" for f in read["largest"][:6])
+    return (
+        "\n\n**A cold start** (`python -m bench.cold_start -- --cuda-graph --compile "
+        f"--cudnn-benchmark`: the same command for {r['epochs']} epochs, first with the page cache "
+        "dropped, then with it warm, each time with the compile caches and the parsed-dataset "
+        f"cache removed; {r['machine']['gpu']}): the first epoch took "
+        f"{cold['first_epoch_s']:.1f} s cold against {warm['first_epoch_s']:.1f} s warm, the time "
+        f"outside the epochs {cold['outside_epochs_s']:.1f} s against "
+        f"{warm['outside_epochs_s']:.1f} s. The cold run read {read['mb'] / 1000:.2f} GB from "
+        f"{read['files']:,} files, {read['python_files']:,} of them Python files "
+        f"({read['python_mb']:.0f} MB); the largest: {largest}. Dropping the page cache leaves the "
+        "caches below it (a virtual disk's host), so a freshly started machine pays at least this."
     )
 
 

@@ -18,7 +18,6 @@ the files cost at least, not all that a freshly started machine pays.
 
 from __future__ import annotations
 
-import argparse
 import ctypes
 import json
 import mmap
@@ -30,7 +29,7 @@ import tempfile
 from pathlib import Path
 
 from bench import gpu_machine
-from bench.train_end_to_end import ROOT, end_to_end
+from bench.train_end_to_end import command_line, end_to_end
 from fer_core.data.fer2013 import default_cache_dir
 
 DROP_CACHES = Path("/proc/sys/vm/drop_caches")
@@ -122,15 +121,8 @@ def _short(path: str) -> str:
 
 
 def main() -> int:
-    argv = sys.argv[1:]
-    extra = argv[argv.index("--") + 1 :] if "--" in argv else []
-    own = argv[: argv.index("--")] if "--" in argv else argv
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    default = ROOT.parent / "shared" / "data" / "fer2013_kaggle_archive.zip"
-    parser.add_argument("--data", default=str(default), help="archive .zip, folder or CSV")
-    parser.add_argument("--recipe", default="shipped")
+    parser, own, extra = command_line(__doc__)
     parser.add_argument("--epochs", type=int, default=2, help="epochs of each run")
-    parser.add_argument("--out", help="also write the JSON result to this file")
     args = parser.parse_args(own)
     if not sys.platform.startswith("linux") or not os.access(DROP_CACHES, os.W_OK):
         parser.error(f"needs Linux and permission to write {DROP_CACHES} (run it as root)")

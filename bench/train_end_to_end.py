@@ -75,15 +75,22 @@ def end_to_end(data: str, recipe: str, extra: list[str], workdir: Path) -> dict:
     return out
 
 
-def main() -> int:
+def command_line(doc: str | None) -> tuple[argparse.ArgumentParser, list[str], list[str]]:
+    """(a parser with --data, --recipe and --out, the arguments before `--`, those after it,
+    which go to `fer_core train` unchanged)."""
     argv = sys.argv[1:]
     extra = argv[argv.index("--") + 1 :] if "--" in argv else []
     own = argv[: argv.index("--")] if "--" in argv else argv
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser = argparse.ArgumentParser(description=(doc or "").splitlines()[0])
     default = ROOT.parent / "shared" / "data" / "fer2013_kaggle_archive.zip"
     parser.add_argument("--data", default=str(default), help="archive .zip, folder or CSV")
     parser.add_argument("--recipe", default="shipped")
     parser.add_argument("--out", help="also write the JSON result to this file")
+    return parser, own, extra
+
+
+def main() -> int:
+    parser, own, extra = command_line(__doc__)
     parser.add_argument("--append", action="store_true", help="add this run to those in --out")
     parser.add_argument("--start", default="not stated",
                         help="how the machine started (fresh, say), for the report")  # fmt: skip

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import json
 import os
 import subprocess
 import sys
@@ -129,3 +130,16 @@ def cli(*args, check=True, timeout=900):
     if check and proc.returncode != 0:
         raise AssertionError(f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
     return proc
+
+
+def modules_imported_by(code: str, package: str) -> list[str]:
+    """The modules of `package` (itself or its submodules) that `code`, run in a fresh
+    interpreter from the repository root, leaves imported."""
+    report = (
+        f"\nimport json, sys\nprint(json.dumps(sorted(m for m in sys.modules if m == {package!r} "
+        f"or m.startswith({package + '.'!r}))))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code + report], cwd=REPO, capture_output=True, text=True, check=True
+    )
+    return json.loads(proc.stdout.strip().splitlines()[-1])

@@ -168,21 +168,14 @@ def test_read_info_refuses_code_and_junk(tmp_path):
 def test_home_page_path_imports_no_torch():
     """What a cold server runs for Home and the sidebar (dataset, shipped model summary, runs)
     never imports torch: importing it is ~2 s of a cold start (BENCHMARKS.md, section 5)."""
-    import subprocess
-    import sys
-
-    from conftest import REPO
+    from conftest import modules_imported_by
 
     code = (
-        "import sys; from ui import state; from fer_core.lite.checkpoint_info import "
+        "from ui import state; from fer_core.lite.checkpoint_info import "
         "DEFAULT_CHECKPOINT, read_info; from fer_core.lite.run_records import list_runs; "
-        "read_info(DEFAULT_CHECKPOINT); list_runs('.'); print(sorted(m for m in sys.modules "
-        "if m == 'torch' or m.startswith('torch.')))"
+        "read_info(DEFAULT_CHECKPOINT); list_runs('.')"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
-    )
-    assert out.stdout.strip() == "[]", out.stdout[-500:]
+    assert modules_imported_by(code, "torch") == []
 
 
 def test_interpolate_is_the_straight_line_between_two_checkpoints(tmp_path):

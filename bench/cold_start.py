@@ -19,6 +19,7 @@ the files cost at least, not all that a freshly started machine pays.
 from __future__ import annotations
 
 import ctypes
+import functools
 import json
 import mmap
 import os
@@ -38,6 +39,12 @@ COMPILE_CACHES = ("/tmp/torchinductor_*", "~/.triton", "~/.cache/torch", "/tmp/t
 TOP_FILES = 15
 
 
+@functools.cache
+def _libc() -> ctypes.CDLL:
+    """The C library's symbols (`mincore`), looked up once for the tens of thousands of files."""
+    return ctypes.CDLL(None, use_errno=True)
+
+
 def resident_bytes(path: Path) -> int:
     """How many bytes of `path` are in the page cache now (0 for an empty or unmappable file)."""
     size = path.stat().st_size
@@ -49,8 +56,9 @@ def resident_bytes(path: Path) -> int:
     try:
         view = (ctypes.c_char * size).from_buffer(mapped)
         pages = (ctypes.c_ubyte * ((size + page - 1) // page))()
-        libc = ctypes.CDLL(None, use_errno=True)
-        failed = libc.mincore(ctypes.c_void_p(ctypes.addressof(view)), ctypes.c_size_t(size), pages)
+        failed = _libc().mincore(
+            ctypes.c_void_p(ctypes.addressof(view)), ctypes.c_size_t(size), pages
+        )
         del view
         return 0 if failed else sum(p & 1 for p in pages) * page
     finally:

@@ -300,8 +300,8 @@ def _end_to_end_text() -> str:
         f"({_verdict(max(minutes) <= 3)}), {span(best, '.2%')} "
         f"({_verdict(within)}; runs of one command on a GPU are not bit-identical: cuDNN "
         "picks its algorithms by timing them, anew in each run). After the first, the epochs "
-        f"(training and validating) take {later / 60:.1f} min: the step itself, not the overhead around it, is what stands "
-        "between this and 3 minutes."
+        f"(training and validating) take {later / 60:.1f} min, close to 3 minutes before any "
+        "start-up: the step itself has to get faster, as well as the start around it."
     )
 
 

@@ -219,8 +219,14 @@ class RunRecorder(Callback):
         stream = cast(torch.cuda.Stream, self._stream)
         with torch.cuda.stream(stream):
             stream.wait_event(cast(torch.cuda.Event, files.copied))
-            files.best, files.state = copy_tensors((files.best, files.state), "cpu")
-            stream.synchronize()  # done with the GPU copies before they are freed
+            # Into pinned memory, without blocking: the GPU's copy engine moves them. Copied
+            # into pageable memory (staged by the driver through the host), they slowed the
+            # training of the epoch running meanwhile, on some machines by a tenth (shipped
+            # recipe on an H200: 0.94-1.00 s against 0.87 s an epoch).
+            on_gpu = (files.best, files.state)
+            files.best, files.state = copy_tensors(on_gpu, "cpu", non_blocking=True)
+            stream.synchronize()  # the copies are on the host before they are written, and
+            del on_gpu  # the GPU memory they read from is freed only then
         files.copied = None
 
     def _update_run(self, **changes) -> None:
@@ -295,15 +301,16 @@ class _EpochWriter:
                     self._error = error
 
 
-def copy_tensors(obj, device: str | None = None):
+def copy_tensors(obj, device: str | None = None, non_blocking: bool = False):
     """`obj` with every tensor in it (in dicts, lists and tuples) copied, where it is or to
-    `device`."""
+    `device`. `non_blocking` from a GPU to the CPU copies into pinned memory, and the copies are
+    complete only once the current stream is synchronised."""
     if isinstance(obj, torch.Tensor):
-        return obj.detach().to(device or obj.device, copy=True)
+        return obj.detach().to(device or obj.device, copy=True, non_blocking=non_blocking)
     if isinstance(obj, dict):
-        return {key: copy_tensors(value, device) for key, value in obj.items()}
+        return {key: copy_tensors(value, device, non_blocking) for key, value in obj.items()}
     if isinstance(obj, list | tuple):
-        return type(obj)(copy_tensors(value, device) for value in obj)
+        return type(obj)(copy_tensors(value, device, non_blocking) for value in obj)
     return obj
 
 

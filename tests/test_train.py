@@ -239,6 +239,27 @@ def test_the_state_written_is_the_epoch_that_ended(request, tmp_path, monkeypatc
     assert read_run(tmp_path / "run").epochs_done == 2
 
 
+def test_validation_leaves_convolutions_to_cudnn_heuristics(csv_data, monkeypatch):
+    """`cudnn_benchmark` times the training step's convolutions; validation's two batch shapes
+    are not timed (on an H200 that took 3.3 s of the first epoch), and the setting is back on
+    for the next epoch's training."""
+    from fer_core.training import trainer as trainer_module
+
+    during_validation = []
+    predict = trainer_module.predict_logits
+
+    def recording(*args, **kwargs):
+        during_validation.append(torch.backends.cudnn.benchmark)
+        return predict(*args, **kwargs)
+
+    monkeypatch.setattr(trainer_module, "predict_logits", recording)
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", True)
+    x, y, vx, vy = _subset(csv_data, 96)
+    Trainer(build_model("small"), replace(FAST, epochs=2), x, y, vx, vy).fit()
+    assert during_validation == [False, False]
+    assert torch.backends.cudnn.benchmark
+
+
 def test_config_round_trip():
     cfg = get_recipe("shipped").config
     assert TrainConfig.from_dict(cfg.to_dict()) == cfg

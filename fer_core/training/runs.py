@@ -221,7 +221,7 @@ class RunRecorder(Callback):
             stream.wait_event(cast(torch.cuda.Event, files.copied))
             # Into pinned memory, without blocking: the GPU's copy engine moves them. Copied
             # into pageable memory (staged by the driver through the host), they slowed the
-            # training of the epoch running meanwhile, on some machines by a tenth (shipped
+            # training of the epoch running meanwhile, in some runs by a tenth (shipped
             # recipe on an H200: 0.94-1.00 s against 0.87 s an epoch).
             on_gpu = (files.best, files.state)
             files.best, files.state = copy_tensors(on_gpu, "cpu", non_blocking=True)

@@ -11,6 +11,7 @@ import torch
 from conftest import CSV_PATH, ZIP_PATH
 
 from fer_core.models.networks import build_model
+from fer_core.training.branch_streams import BranchStreams
 from fer_core.training.config import TrainConfig
 from fer_core.training.trainer import Trainer, seed_everything
 
@@ -66,6 +67,8 @@ def test_graph_trains_like_eager_steps_and_repeats_exactly(faces, arch, compiled
     graph = _trainer(faces, arch, device="cuda", cuda_graph=True, compile=compiled)
     first = _losses(graph)
     assert graph._graph is not None and graph._graph.graph is not None  # it did capture
+    # compiled, a branched network's branches run one by one, each on a stream of its own
+    assert isinstance(graph._forward_branches, BranchStreams) == (arch == "fer_vgg" and compiled)
     # fused SGD and the graph's replay reorder a few sums: close to eager, not bit-equal
     np.testing.assert_allclose(first[:, [0, 2]], eager[:, [0, 2]], rtol=0.03)
     assert np.abs(first[:, 3] - eager[:, 3]).max() <= 0.05

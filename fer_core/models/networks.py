@@ -268,11 +268,15 @@ class GroupedNet(FerNet):
     idle, branches come cheap. Branch i's channels are block i of every grouped layer.
     `forward_branches` gives each branch's logits (B, n, classes); `forward` averages the branches
     in probability and returns the log of that average, so softmax of it is the mean prediction.
+    The first `trunk` layers of `features` are the shared trunk.
     """
 
-    def __init__(self, features: nn.Sequential, head: nn.Sequential, n: int) -> None:
+    def __init__(
+        self, features: nn.Sequential, head: nn.Sequential, n: int, trunk: int = 0
+    ) -> None:
         super().__init__(features, head)
         self.n = n
+        self.trunk = trunk
 
     def forward_branches(self, x: torch.Tensor) -> torch.Tensor:
         out = self.head(self.features(x))
@@ -284,7 +288,7 @@ class GroupedNet(FerNet):
         return torch.logsumexp(logp, dim=1) - math.log(self.n)
 
 
-_PER_CHANNEL = (nn.ReLU, nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.Flatten, nn.Dropout)
+PER_CHANNEL = (nn.ReLU, nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.Flatten, nn.Dropout)
 
 
 def _grouped_layer(layer: nn.Module, n: int, first: bool) -> nn.Module:
@@ -303,7 +307,7 @@ def _grouped_layer(layer: nn.Module, n: int, first: bool) -> nn.Module:
         return type(layer)(n * layer.num_features, layer.eps, layer.momentum)
     if isinstance(layer, nn.Linear) and not first and layer.bias is not None:
         return GroupedLinear(n, layer.in_features, layer.out_features)
-    if isinstance(layer, _PER_CHANNEL):  # the same layer works on any number of channels
+    if isinstance(layer, PER_CHANNEL):  # the same layer works on any number of channels
         return copy.deepcopy(layer)
     raise ValueError(f"cannot run {type(layer).__name__} layers as grouped branches")
 
@@ -327,7 +331,7 @@ def group_models(models: list[FerNet], shared: int = 0) -> GroupedNet:
             layers.append(_grouped_layer(layer, n, first))
             first = first and not isinstance(layer, (nn.Conv2d, nn.Linear))
         parts.append(nn.Sequential(*layers))
-    grouped = GroupedNet(parts[0], parts[1], n)
+    grouped = GroupedNet(parts[0], parts[1], n, trunk=shared)
     states = [m.state_dict() for m in models]
     packed = {}
     for key, ref in grouped.state_dict().items():

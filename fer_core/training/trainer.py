@@ -49,7 +49,7 @@ from fer_core.models.networks import (
     member_state_dict,
     output_classes,
 )
-from fer_core.training import distributed, graphed
+from fer_core.training import branch_streams, distributed, graphed
 from fer_core.training.config import TrainConfig
 from fer_core.training.losses import Objective
 from fer_core.training.optim import (
@@ -223,8 +223,14 @@ class Trainer:
     def _trained_forward(self) -> Callable[[torch.Tensor], torch.Tensor]:
         """The forward that training steps call: a grouped network's per-branch logits or a
         plain network's; through DDP with several processes (so backward averages the
-        gradients), compiled when the config asks."""
+        gradients), compiled when the config asks; a grouped network in a compiled CUDA graph
+        runs its branches one by one on streams of their own."""
         grouped = isinstance(self.model, GroupedNet)
+        cfg = self.config
+        if cfg.cuda_graph and cfg.compile and not branch_streams.unsupported(self.model):
+            # branch by branch on streams of their own: 7% less time a step for the shipped
+            # network on an H200, and 9 s less compiling (branch_streams.py)
+            return branch_streams.BranchStreams(cast(GroupedNet, self.model), cfg.compile_mode)
         forward: Callable[[torch.Tensor], torch.Tensor]
         forward = cast(GroupedNet, self.model).forward_branches if grouped else self.model
         if self.dist.distributed:
@@ -235,8 +241,8 @@ class Trainer:
                 # SyncBatchNorm keeps the statistics equal on CUDA; on CPU rank 0's are sent
                 **cast(dict[str, Any], {_BUFFER_SYNC: not cuda}),
             )
-        if self.config.compile:
-            compiled = torch.compile(forward, mode=self.config.compile_mode)
+        if cfg.compile:
+            compiled = torch.compile(forward, mode=cfg.compile_mode)
             forward = cast(Callable[[torch.Tensor], torch.Tensor], compiled)
         return forward
 

@@ -9,8 +9,11 @@ PublicTest accuracy and the minutes of training epochs to 70% and 73%.
         --out bench/results/train_end_to_end_h200.json --append --start "a fresh machine"
         -- --cuda-graph --compile --cudnn-benchmark
 
-The file holds a list of runs; `--append` adds one to it (`--start` says how the machine started:
-fresh, or warm with its compile caches removed) and `bench.report` shows a row for each.
+The file holds a list of runs (`runs`); `--append` adds one to it and keeps the rest of the file
+(`--start` says how the machine started: fresh, or warm with its compile caches removed), and
+`bench.report` shows a row for each. Each run records whether torch.compile's cache folder held
+anything when it started (`compile_caches`: kept or none): a second run on one machine finds the
+kernels the first compiled.
 Flags after `--` go to `fer_core train` unchanged. A CPU smoke check (seconds, numbers
 meaningless): `--recipe cpu_default -- --device cpu --epochs 1 --limit 256`.
 """
@@ -18,7 +21,9 @@ meaningless): `--recipe cpu_default -- --device cpu --epochs 1 --limit 256`.
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
+import os
 import shlex
 import statistics
 import subprocess
@@ -95,17 +100,28 @@ def main() -> int:
     parser.add_argument("--start", default="not stated",
                         help="how the machine started (fresh, say), for the report")  # fmt: skip
     args = parser.parse_args(own)
+    caches = "kept" if compile_cache_used() else "none"  # looked at before the run fills it
     with tempfile.TemporaryDirectory() as tmp:
         out = end_to_end(args.data, args.recipe, extra, Path(tmp))
     import torch  # only now: the timed command starts torch on its own
 
-    out["start"], out["machine"] = args.start, gpu_machine(torch.cuda.is_available())
+    out["start"], out["compile_caches"] = args.start, caches
+    out["machine"] = gpu_machine(torch.cuda.is_available())
     print(json.dumps(out))
     if args.out:
         path = Path(args.out)
-        runs = json.loads(path.read_text())["runs"] if args.append and path.exists() else []
-        path.write_text(json.dumps({"runs": [*runs, out]}, indent=1) + "\n")
+        kept = json.loads(path.read_text()) if args.append and path.exists() else {}
+        kept["runs"] = [*kept.get("runs", []), out]
+        path.write_text(json.dumps(kept, indent=1) + "\n")
     return 0 if "error" not in out else 1
+
+
+def compile_cache_used() -> bool:
+    """Whether torch.compile's cache folder holds anything (TORCHINDUCTOR_CACHE_DIR, else
+    torch's default in the temporary folder), found without importing torch."""
+    default = Path(tempfile.gettempdir()) / f"torchinductor_{getpass.getuser()}"
+    folder = Path(os.environ.get("TORCHINDUCTOR_CACHE_DIR") or default)
+    return folder.is_dir() and any(folder.iterdir())
 
 
 if __name__ == "__main__":

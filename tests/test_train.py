@@ -260,6 +260,30 @@ def test_validation_leaves_convolutions_to_cudnn_heuristics(csv_data, monkeypatc
     assert torch.backends.cudnn.benchmark
 
 
+def test_cudnn_benchmark_holds_during_the_steps_only(csv_data, monkeypatch):
+    """The setting is process-wide: a run switches it on for its steps and leaves it as it found
+    it, for callbacks, validation and whatever the process does after the run."""
+    during_steps, between_steps = [], []
+    step = Trainer._step
+
+    def recording(self, *args):
+        during_steps.append(torch.backends.cudnn.benchmark)
+        return step(self, *args)
+
+    class Between(Callback):
+        def on_batch_end(self, trainer, progress):
+            between_steps.append(torch.backends.cudnn.benchmark)
+
+    monkeypatch.setattr(Trainer, "_step", recording)
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
+    x, y, vx, vy = _subset(csv_data, 96)
+    config = replace(FAST, epochs=2, cudnn_benchmark=True)
+    Trainer(build_model("small"), config, x, y, vx, vy, callbacks=[Between()]).fit()
+    assert during_steps and all(during_steps)
+    assert between_steps and not any(between_steps)
+    assert not torch.backends.cudnn.benchmark
+
+
 def test_config_round_trip():
     cfg = get_recipe("shipped").config
     assert TrainConfig.from_dict(cfg.to_dict()) == cfg

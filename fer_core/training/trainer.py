@@ -191,8 +191,6 @@ class Trainer:
             members = [self.student, *[p.to(self.device) for p in peers]]
             model = group_models(cast("list[FerNet]", members))
         self.model = model.to(self.device)
-        if self.device.type == "cuda":
-            torch.backends.cudnn.benchmark = cfg.cudnn_benchmark
         if self.dist.distributed and self.device.type == "cuda":
             # batch statistics over the global batch, as one process computes them (CUDA only:
             # on CPU each process normalises by its own slice's statistics)
@@ -437,14 +435,18 @@ class Trainer:
         self, index: torch.Tensor, draw: MixDraw | None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """One training step on the images at `index` -> (logits, loss to report, hard
-        labels): replayed from a CUDA graph with `cuda_graph`, else eagerly."""
-        if self._graph is not None:
-            logits, shown, y = self._graph(index)
-        else:
-            x, y, target = self._batch(index, draw)
-            logits, shown = self._step(x, target)
-            if self.average is not None:
-                self.average.update(_unwrapped(self.model), self.step)
+        labels): replayed from a CUDA graph with `cuda_graph`, else eagerly. `cudnn_benchmark`
+        holds while a step runs and not after: the setting is process-wide, and predictions
+        after a run (in the app, say) would otherwise time their convolutions for every new
+        batch shape."""
+        with _cudnn_benchmark(self.config.cudnn_benchmark):
+            if self._graph is not None:
+                logits, shown, y = self._graph(index)
+            else:
+                x, y, target = self._batch(index, draw)
+                logits, shown = self._step(x, target)
+                if self.average is not None:
+                    self.average.update(_unwrapped(self.model), self.step)
         if self.scheduler is not None and self.config.scheduler != "plateau":
             self.scheduler.step()
         self.step += 1

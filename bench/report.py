@@ -259,8 +259,9 @@ def _graph_section() -> str:
 
 def _end_to_end_text() -> str:
     """The shipped recipe's command timed from launch to exit (`bench/train_end_to_end.py`), one
-    row for each cold run of it."""
-    runs = (_load("train_end_to_end_h200.json") or {}).get("runs", [])
+    row for each run of it, and a sentence on the runs with the branches as grouped layers."""
+    results = _load("train_end_to_end_h200.json") or {}
+    runs = results.get("runs", [])
     if not runs:
         return ""
 
@@ -297,6 +298,11 @@ def _end_to_end_text() -> str:
         wall = [r["wall_min"] for r in group]
         return f"{span(wall, '.2f')} min {label} ({_verdict(max(wall) <= 3)})" if group else ""
 
+    def first_epoch(group: list[dict], label: str) -> str:
+        return f"{span([r['first_epoch_s'] for r in group], '.1f')} s {label}" if group else ""
+
+    first_epochs = " and ".join(e for e in (first_epoch(cold, "from a fresh machine"),
+                                            first_epoch(kept, "with the caches kept")) if e)  # fmt: skip
     verdicts = "; ".join(m for m in (minutes(cold, "from a fresh machine"),
                                      minutes(kept, "with the compile caches kept")) if m)  # fmt: skip
     text = (
@@ -313,22 +319,16 @@ def _end_to_end_text() -> str:
         f"({_verdict(within)}; runs of one command on a GPU are not bit-identical: cuDNN "
         "picks its algorithms by timing them, anew in each run). After the first, the epochs "
         f"(training and validating) take {later / 60:.1f} min; the rest is the start: the "
-        f"first epoch, compiling, {span([r['first_epoch_s'] for r in cold], '.1f')} s from a "
-        "fresh machine"
-        + (
-            f" and {span([r['first_epoch_s'] for r in kept], '.1f')} s with the caches kept"
-            if kept
-            else ""
-        )
-        + f", and {span([r['outside_epochs_s'] for r in runs], '.1f')} s outside the epochs."
+        f"first epoch, compiling, {first_epochs}, and "
+        f"{span([r['outside_epochs_s'] for r in runs], '.1f')} s outside the epochs."
     )
-    grouped = (_load("train_end_to_end_h200.json") or {}).get("grouped_runs", [])
+    grouped = results.get("grouped_runs", [])
     if grouped:
         text += (
             " Measured with the trainer computing the branches as grouped layers (one grouped "
             "convolution for all four, whose channels cuDNN copies out per branch in "
             f"channels_last; `grouped_runs` in the file), {len(grouped)} runs of the same "
-            "command without compile caches: {span([r['wall_min'] for r in grouped], '.2f')} min, "
+            f"command without compile caches: {span([r['wall_min'] for r in grouped], '.2f')} min, "
             f"epochs {span([r['median_epoch_s'] for r in grouped], '.2f')} s (median), first "
             f"epoch {span([r['first_epoch_s'] for r in grouped], '.1f')} s, best PublicTest "
             f"{span([r['best_public_test'] for r in grouped], '.2%')}."

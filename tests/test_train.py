@@ -241,8 +241,8 @@ def test_the_state_written_is_the_epoch_that_ended(request, tmp_path, monkeypatc
 
 def test_validation_leaves_convolutions_to_cudnn_heuristics(csv_data, monkeypatch):
     """`cudnn_benchmark` times the training step's convolutions; validation's two batch shapes
-    are not timed (on an H200 that took 3.3 s of the first epoch), and the setting is back on
-    for the next epoch's training."""
+    are not timed (on an H200 that took 3.3 s of the first epoch), even when the process has the
+    setting on, and the setting is as the process had it after the run."""
     from fer_core.training import trainer as trainer_module
 
     during_validation = []

@@ -254,7 +254,12 @@ def _graph_section() -> str:
     if recipe and "time_to_accuracy" in recipe:
         tta = recipe["time_to_accuracy"]
         text += "\n\n**The shipped recipe with `--cuda-graph --compile`**: " + _tta_text(tta)
-    return text + _end_to_end_text() + _cold_start_text()
+    return (
+        text
+        + _end_to_end_text()
+        + _cold_start_text()
+        + _phases_text("train_phases_h200.json", "The training command phase by phase")
+    )
 
 
 def _end_to_end_text() -> str:
@@ -358,6 +363,63 @@ def _cold_start_text() -> str:
     )
 
 
+def _phases_text(name: str, title: str) -> str:
+    """`bench/train_phases.py`'s runs as a table: a row for each phase, a column for each run."""
+    r = _load(name)
+    if r is None:
+        return ""
+    runs = [run for run in r["runs"] if "phases" in run]
+    phases = list(dict.fromkeys(phase for run in runs for phase in run["phases"]))
+
+    def label(run: dict) -> str:
+        setting = ", ".join(f"`{k}={v}`" for k, v in run["env"].items()) or "as it is"
+        return f"{setting}, run {run['round']}"
+
+    rows = [[_phase_name(phase), *(f"{run['phases'][phase]:.2f}" if phase in run["phases"] else ""
+                      for run in runs)] for phase in phases]  # fmt: skip
+    rows.append(["launch to exit", *(f"**{run['wall_s']:.1f}**" for run in runs)])
+    m = r["machine"]
+    where = m["gpu"] if m["gpu"] != "none (cpu)" else f"{m['cpu']}, {m['cpu_count']} cores"
+    caches = "empty compile and dataset caches for every run, " if r["cold"] else ""
+    return (
+        f"\n\n**{title}** (`python -m bench.train_phases`, that is `{r['command']}` with a timer "
+        f"around each stage; {caches}{where}, torch {m['torch']}). Seconds; a stage is listed "
+        "when it ends, and stages nest: the compiling and the graph's capture fall in the first "
+        "step, the first step in the first epoch:\n\n" + _table(["phase", *map(label, runs)], rows)
+    )
+
+
+PHASE_NAMES = {
+    "interpreter_start": "Python starting",
+    "import_torch": "importing torch",
+    "import_fer_core": "importing fer_core",
+    "load_dataset": "reading the dataset",
+    "build_model": "building the network",
+    "trainer_init": "building the trainer (on CUDA: starting the device)",
+    "first_step": "the first step",
+    "graph_capture": "capturing the step's CUDA graph",
+    "train_epoch": "training",
+    "validate": "validating",
+    "epoch_files": "writing an epoch's files (history, state, best checkpoint)",
+    "run_files": "writing the run's last files",
+    "half_resave": "re-saving the best checkpoint in half precision",
+    "exit": "exiting (after the last line)",
+}
+
+
+def _phase_name(key: str) -> str:
+    """A phase of `bench/train_phases.py` in words: "train_epoch1" -> "epoch 2: training"."""
+    if key.startswith("compile "):
+        return f"compiling `{key.removeprefix('compile ')}` (its first call)"
+    base, _, median = key.partition(" (median of ")
+    if median:
+        return f"later epochs: {_phase_name(base)} (median of {median}"
+    stem = base.rstrip("0123456789")
+    if stem != base and stem in PHASE_NAMES:
+        return f"epoch {int(base[len(stem) :]) + 1}: {PHASE_NAMES[stem]}"
+    return PHASE_NAMES.get(base, base)
+
+
 def cpu_train_section(r: dict) -> str:
     m = r["machine"]
     rows = [
@@ -373,7 +435,9 @@ def cpu_train_section(r: dict) -> str:
         f"## 2. CPU training\n\n`python -m bench.train_cpu --json` ({m['cpu']}, {m['cpus']} "
         f"cores, {m['threads']} torch threads, torch {m['torch']}). One epoch over all "
         f"{r['ours']['train_images']:,} training faces with the app's default recipe "
-        "(`cpu_default`).\n\n" + _table(["pipeline", "seconds per epoch", "target / ratio"], rows)
+        "(`cpu_default`).\n\n"
+        + _table(["pipeline", "seconds per epoch", "target / ratio"], rows)
+        + _phases_text("train_phases_cpu.json", "A CPU training command phase by phase")
     )
 
 

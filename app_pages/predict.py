@@ -451,16 +451,21 @@ def face_table(faces: list[dict], classes: list[str]) -> None:
     table = pd.DataFrame(
         {
             "face": [f["face_id"] for f in faces],
-            "from (s)": [f["first_s"] for f in faces],
-            "to (s)": [f["last_s"] for f in faces],
+            "seen (s)": [f"{f['first_s']:.1f}–{f['last_s']:.1f}" for f in faces],
             "frames": [f["frames_seen"] for f in faces],
             "mostly": [f"{EMOJI[f['dominant']]} {f['dominant']}" for f in faces],
             **{c: [100 * f["share"][c] for f in faces] for c in classes},
         }
     )
-    shares = {
-        c: st.column_config.ProgressColumn(c, format="%.0f%%", max_value=100, width="small")
-        for c in classes
+    # widths in pixels, so that all seven emotions fit the page's width without scrolling
+    columns = {
+        "face": st.column_config.NumberColumn("face", width=45),
+        "seen (s)": st.column_config.TextColumn("seen (s)", width=80),
+        "frames": st.column_config.NumberColumn("frames", width=60),
+        **{
+            c: st.column_config.ProgressColumn(c, format="%.0f%%", max_value=100, width=70)
+            for c in classes
+        },
     }
     st.dataframe(
         table,
@@ -468,7 +473,7 @@ def face_table(faces: list[dict], classes: list[str]) -> None:
         on_select="rerun",
         selection_mode="single-row",
         key=TABLE_KEY,
-        column_config=shares,
+        column_config=columns,
     )
     st.caption("Share of its time each face showed each emotion. Pick a row to see its timeline.")
 

@@ -1,7 +1,8 @@
 """README screenshots of the real app in headless Chromium: Home, Train (a run's live chart),
 Evaluate (the confusion matrix) and Predict's Video tab (a generated clip's per-face table and
 timeline). None of them shows a dataset face: the Train, Evaluate and Video shots are cropped to
-their charts and tables.
+their charts and tables. The pages' icons are emoji: without a colour emoji font (Debian's
+`fonts-noto-color-emoji`) Chromium draws them as empty boxes, so the script refuses to start.
 
     python -m tools.screenshots [--data ../shared/data/fer2013.csv.gz] [--out docs]
 """
@@ -10,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -63,11 +66,28 @@ def video_results(browser, url: str, data: str, tmp: Path, out: Path) -> None:
     )
 
 
+def emoji_font_found() -> bool:
+    """Whether fontconfig knows a font that draws the Home page's icon (U+1F3E0, a house); True
+    where there is no fontconfig to ask."""
+    fc_list = shutil.which("fc-list")
+    if fc_list is None:
+        return True
+    found = subprocess.run([fc_list, ":charset=1f3e0", "family"], capture_output=True, text=True)
+    return bool(found.stdout.strip())
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=str(ROOT.parent / "shared/data/fer2013.csv.gz"))
     parser.add_argument("--out", default=str(ROOT / "docs"))
     args = parser.parse_args()
+    if not emoji_font_found():
+        print(
+            "no emoji font: Chromium would draw the pages' icons as empty boxes. Install one "
+            "(Debian: apt-get install fonts-noto-color-emoji) and run this again.",
+            file=sys.stderr,
+        )
+        return 2
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     from playwright.sync_api import sync_playwright
